@@ -1,0 +1,146 @@
+"""A device's broker topology: its two lane queues and their bindings.
+
+Every declare here is idempotent, so a crashed registration can simply be run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from pushbox_core.names import LANES, Names
+from pushbox_core.rabbit import Rabbit
+from pushbox_core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a device's bindings are made of."""
+
+    device_id: str
+    app_id: str
+    user_id: str | None
+    topics: tuple[str, ...]
+
+    def direct_keys(self) -> set[str]:
+        keys = {Names.device_key(self.device_id)}
+        if self.user_id is not None:
+            keys.add(Names.user_key(self.app_id, self.user_id))
+        keys.update(Names.topic_key(self.app_id, t) for t in self.topics)
+        return keys
+
+
+class Topology:
+    def __init__(self, rabbit: Rabbit, names: Names, settings: Settings):
+        self.rabbit = rabbit
+        self.names = names
+        self.settings = settings
+        self._declared_globals = False
+        self._declared_apps: set[str] = set()
+
+    def queue_arguments(self) -> dict:
+        args = {
+            "x-max-length": self.settings.device_backlog_max,
+            "x-overflow": "drop-head",
+            "x-dead-letter-exchange": self.names.dead_letter_exchange,
+            "x-expires": self.settings.device_queue_expires_s * 1000,
+        }
+        if self.settings.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+        else:
+            args["x-queue-type"] = "classic"
+            args["x-queue-version"] = 1  # v2 holds two files per queue: see BASELINE.md
+        return args
+
+    def ensure_globals(self) -> None:
+        """The direct exchanges and the dead-letter exchange and queue."""
+        if self._declared_globals:
+            return
+        names = self.names
+
+        def declare(ch: BlockingChannel) -> None:
+            for lane in LANES:
+                ch.exchange_declare(names.direct_exchange(lane), "direct", durable=True)
+            ch.exchange_declare(names.dead_letter_exchange, "fanout", durable=True)
+            ch.queue_declare(names.dead_letter_queue, durable=True)
+            ch.queue_bind(names.dead_letter_queue, names.dead_letter_exchange)
+
+        self.rabbit.call(declare)
+        self._declared_globals = True
+
+    def ensure_app(self, app_id: str) -> None:
+        """The app's broadcast exchanges, one per lane."""
+        self.ensure_globals()
+        if app_id in self._declared_apps:
+            return
+
+        def declare(ch: BlockingChannel) -> None:
+            for lane in LANES:
+                ch.exchange_declare(
+                    self.names.broadcast_exchange(app_id, lane), "fanout", durable=True
+                )
+
+        self.rabbit.call(declare)
+        self._declared_apps.add(app_id)
+
+    def ensure_device(self, route: Route) -> None:
+        """Declare both lane queues and bind them; safe to repeat."""
+        self.ensure_app(route.app_id)
+        names, args = self.names, self.queue_arguments()
+        keys = sorted(route.direct_keys())
+
+        def declare(ch: BlockingChannel) -> None:
+            for lane in LANES:
+                queue = names.device_queue(route.device_id, lane)
+                ch.queue_declare(queue, durable=True, arguments=args)
+                ch.queue_bind(queue, names.broadcast_exchange(route.app_id, lane))
+                for key in keys:
+                    ch.queue_bind(queue, names.direct_exchange(lane), key)
+
+        self.rabbit.call(declare)
+
+    def bind(self, device_id: str, keys: set[str]) -> None:
+        self._rebind(device_id, keys, bind=True)
+
+    def unbind(self, device_id: str, keys: set[str]) -> None:
+        self._rebind(device_id, keys, bind=False)
+
+    def _rebind(self, device_id: str, keys: set[str], *, bind: bool) -> None:
+        if not keys:
+            return
+        names = self.names
+
+        def change(ch: BlockingChannel) -> None:
+            for lane in LANES:
+                queue = names.device_queue(device_id, lane)
+                for key in sorted(keys):
+                    if bind:
+                        ch.queue_bind(queue, names.direct_exchange(lane), key)
+                    else:
+                        ch.queue_unbind(queue, names.direct_exchange(lane), key)
+
+        self.rabbit.call(change)
+
+    def delete_device(self, device_id: str) -> None:
+        self.delete_queues(self.names.device_queues(device_id))
+
+    def delete_queues(self, queues: list[str]) -> None:
+        def delete(ch: BlockingChannel) -> None:
+            for queue in queues:
+                ch.queue_delete(queue)
+
+        self.rabbit.call(delete)
+
+    def pending(self, device_id: str) -> int | None:
+        """Messages waiting in both lanes; None when the queues are gone."""
+        total = 0
+        for queue in self.names.device_queues(device_id):
+            depth = self.rabbit.queue_depth(queue)
+            if depth is None:
+                return None
+            total += depth
+        return total
+
+    def exists(self, device_id: str) -> bool:
+        return self.pending(device_id) is not None

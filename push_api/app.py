@@ -1,0 +1,47 @@
+"""create_app(settings): the Flask app, its API docs and its collaborators."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from flask import Flask
+from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from push_api import apps, devices, errors, health
+from push_api.deps import Deps
+from pushbox_core.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("pushbox")
+    app.config.update(
+        API_TITLE="Pushbox",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+    )
+    # nginx sets X-Forwarded-For; the address it saw is the client's
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    api = Api(app)
+    for blp in (health.blp, apps.blp, devices.blp):
+        api.register_blueprint(blp)
+    errors.register(app)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["pushbox"] = Deps.build(settings)
+    instance = os.environ.get("PUSH_INSTANCE_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+    @app.after_request
+    def name_instance(response):  # which instance answered: for operators and tests
+        response.headers["X-Pushbox-Instance"] = instance
+        return response
+
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    return app

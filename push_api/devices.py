@@ -1,0 +1,120 @@
+"""Device endpoints: register, open a session, read, change and remove the device."""
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from device_registry import services
+from device_registry.services import DeviceChanges, DeviceView, RegistrationRequest
+from push_api.auth import require_session
+from push_api.deps import deps
+from push_api.rate_limits import Limit
+from push_api.schemas import (
+    DeviceOut,
+    DevicePatch,
+    RegistrationIn,
+    RegistrationOut,
+    SessionIn,
+    SessionOut,
+)
+
+blp = Blueprint("devices", __name__, url_prefix="/v1", description="Devices")
+
+
+def _registration_limit() -> None:
+    s = deps().settings
+    limit = Limit("address", s.rate_registration_per_s, s.rate_registration_burst)
+    deps().limiter.check(limit, request.remote_addr or "unknown")
+
+
+def _device_limit(device_id: str) -> None:
+    s = deps().settings
+    deps().limiter.check(Limit("device", s.rate_device_per_s, s.rate_device_burst), device_id)
+
+
+def device_out(view: DeviceView) -> dict:
+    d = view.device
+    return {
+        "device_id": d.id,
+        "app_id": d.app_id,
+        "platform": d.platform,
+        "user_id": d.user_id,
+        "locale": d.locale,
+        "app_version": d.app_version,
+        "topics": list(d.topics),
+        "pending": view.pending,
+        "online": view.presence.online,
+        "last_seen_at": view.presence.last_seen_at,
+    }
+
+
+@blp.route("/devices")
+class Devices(MethodView):
+    @blp.arguments(RegistrationIn)
+    @blp.response(201, RegistrationOut)
+    @blp.alt_response(200, schema=RegistrationOut, description="installation registered again")
+    @blp.alt_response(401, description="missing or unknown X-App-Key")
+    @blp.alt_response(429, description="too many registrations from this address")
+    @blp.alt_response(503, description="a dependency is down; nothing was registered")
+    def post(self, req: RegistrationRequest):
+        """Register an app instance (X-App-Key): a device with its own durable queue."""
+        _registration_limit()
+        d = deps()
+        app = services.app_for_app_key(request.headers.get("X-App-Key", ""), store=d.store)
+        reg = services.register_device(
+            app, req, store=d.store, topology=d.topology, sessions=d.sessions
+        )
+        out = {"device_id": reg.device.id, "device_secret": reg.secret}
+        return out, (200 if reg.existed else 201)
+
+
+@blp.route("/sessions")
+class Sessions(MethodView):
+    @blp.arguments(SessionIn)
+    @blp.response(201, SessionOut)
+    @blp.alt_response(401, description="unknown device or wrong secret")
+    def post(self, body: dict):
+        """Open a session with the device secret; the token works on every instance."""
+        _device_limit(body["device_id"])
+        d = deps()
+        token = services.open_session(
+            body["device_id"], body["device_secret"], store=d.store, sessions=d.sessions
+        )
+        return {"session_token": token, "expires_in": d.settings.session_ttl_s}
+
+
+@blp.route("/device")
+class Device(MethodView):
+    @blp.response(200, DeviceOut)
+    @blp.alt_response(401, description="missing or expired session")
+    def get(self):
+        """The calling device, its pending message count and presence."""
+        session = require_session()
+        _device_limit(session.device_id)
+        d = deps()
+        view = services.view_device(
+            session, store=d.store, topology=d.topology, sessions=d.sessions
+        )
+        return device_out(view)
+
+    @blp.arguments(DevicePatch)
+    @blp.response(200, DeviceOut)
+    @blp.alt_response(401, description="missing or expired session")
+    def patch(self, changes: DeviceChanges):
+        """Change user, topics, locale or app version; bindings follow at once."""
+        session = require_session()
+        _device_limit(session.device_id)
+        d = deps()
+        view = services.update_device(
+            session, changes, store=d.store, topology=d.topology, sessions=d.sessions
+        )
+        return device_out(view)
+
+    @blp.response(204)
+    @blp.alt_response(401, description="missing or expired session")
+    def delete(self):
+        """Unregister: the queue is deleted and every session revoked."""
+        session = require_session()
+        _device_limit(session.device_id)
+        d = deps()
+        services.delete_device(session, store=d.store, topology=d.topology, sessions=d.sessions)

@@ -1,0 +1,107 @@
+"""Request and response schemas. A request is parsed once, here, into the small values
+the services take."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from device_registry.services import DeviceChanges, RegistrationRequest
+from device_registry.store import DEVICE_FIELDS
+
+TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,64}$", error="must be 1-64 of A-Z a-z 0-9 _ . ~ % -")
+TOPICS_MAX = 100
+PLATFORMS = ("ios", "android", "web")
+
+
+class Rfc3339(fields.DateTime):
+    """Naive datetimes are UTC; written as 2026-11-25T04:29:07.123456Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds") + "Z"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _topics_field() -> fields.List:
+    return fields.List(
+        fields.String(validate=TOPIC),
+        validate=validate.Length(max=TOPICS_MAX, error=f"at most {TOPICS_MAX} topics"),
+    )
+
+
+def _unique(topics: list[str] | None) -> tuple[str, ...] | None:
+    return None if topics is None else tuple(dict.fromkeys(topics))
+
+
+class AppIn(ma.Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class AppOut(ma.Schema):
+    id = fields.String()
+    name = fields.String()
+    app_key = fields.String()
+    server_key = fields.String()
+
+
+class RegistrationIn(ma.Schema):
+    installation_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
+    user_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=128))
+    locale = fields.String(allow_none=True, validate=validate.Length(max=35))
+    app_version = fields.String(allow_none=True, validate=validate.Length(max=64))
+    topics = _topics_field()
+
+    @ma.post_load
+    def to_request(self, data: dict, **_: object) -> RegistrationRequest:
+        values = {f: data[f] for f in DEVICE_FIELDS if f in data}
+        return RegistrationRequest(data["installation_id"], values, _unique(data.get("topics")))
+
+
+class RegistrationOut(ma.Schema):
+    device_id = fields.String()
+    device_secret = fields.String()
+
+
+class SessionIn(ma.Schema):
+    device_id = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    device_secret = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class SessionOut(ma.Schema):
+    session_token = fields.String()
+    expires_in = fields.Integer(metadata={"description": "seconds; each use extends it"})
+
+
+class DevicePatch(ma.Schema):
+    user_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=128))
+    topics = _topics_field()
+    locale = fields.String(allow_none=True, validate=validate.Length(max=35))
+    app_version = fields.String(allow_none=True, validate=validate.Length(max=64))
+
+    @ma.post_load
+    def to_changes(self, data: dict, **_: object) -> DeviceChanges:
+        values = {f: data[f] for f in DEVICE_FIELDS if f in data}
+        return DeviceChanges(values, _unique(data.get("topics")))
+
+
+class DeviceOut(ma.Schema):
+    device_id = fields.String()
+    app_id = fields.String()
+    platform = fields.String()
+    user_id = fields.String(allow_none=True)
+    locale = fields.String(allow_none=True)
+    app_version = fields.String(allow_none=True)
+    topics = fields.List(fields.String())
+    pending = fields.Integer()
+    online = fields.Boolean()
+    last_seen_at = Rfc3339(allow_none=True)

@@ -1,0 +1,4 @@
+"""What every Pushbox package shares: settings, names, errors and connections.
+
+Imports no other Pushbox package.
+"""

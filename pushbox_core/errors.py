@@ -1,0 +1,71 @@
+"""What can go wrong, in domain terms. No HTTP here: push_api maps these to statuses."""
+
+
+class PushboxError(Exception):
+    """Base of every error Pushbox raises on purpose. Its text is safe to show a client."""
+
+
+class Unauthorized(PushboxError):
+    """Missing or wrong credentials."""
+
+
+class Forbidden(PushboxError):
+    """Valid credentials used outside their scope."""
+
+
+class NotFound(PushboxError):
+    """The thing asked for does not exist (or is not the caller's to see)."""
+
+
+class DeviceNotFound(NotFound):
+    pass
+
+
+class NotificationNotFound(NotFound):
+    pass
+
+
+class InvalidRequest(PushboxError):
+    """A request that parsed but makes no sense (422)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLarge(PushboxError):
+    pass
+
+
+class RateLimited(PushboxError):
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DependencyDown(PushboxError):
+    """MySQL, RabbitMQ or Redis cannot be reached; nothing was half-written."""
+
+    def __init__(self, dependency: str, detail: str = ""):
+        super().__init__(f"{dependency} is unavailable, try again shortly")
+        self.dependency = dependency
+        self.detail = detail
+
+
+class BrokerUnavailable(DependencyDown):
+    def __init__(self, detail: str = ""):
+        super().__init__("message broker", detail)
+
+
+class DatabaseUnavailable(DependencyDown):
+    def __init__(self, detail: str = ""):
+        super().__init__("database", detail)
+
+
+class CacheUnavailable(DependencyDown):
+    def __init__(self, detail: str = ""):
+        super().__init__("session store", detail)
+
+
+class NotDelivered(PushboxError):
+    """A mandatory publish reached no queue, or the broker refused it."""

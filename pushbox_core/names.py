@@ -1,0 +1,83 @@
+"""Every broker name and Redis key Pushbox uses, prefixed by its namespace.
+
+A device has two lanes, one queue per priority, because a RabbitMQ priority queue with
+a length cap drops its highest-priority messages first (see docs/delivery.md). Each
+lane has its own exchanges, so a publish reaches exactly one lane per device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LANES = ("high", "normal")  # the order in which sync reads them
+
+
+@dataclass(frozen=True)
+class Names:
+    namespace: str
+    redis_prefix: str
+
+    # RabbitMQ
+    def device_queue(self, device_id: str, lane: str) -> str:
+        base = f"{self.namespace}.device.{device_id}"
+        return base if lane == "normal" else f"{base}.high"
+
+    def device_queues(self, device_id: str) -> list[str]:
+        return [self.device_queue(device_id, lane) for lane in LANES]
+
+    def broadcast_exchange(self, app_id: str, lane: str) -> str:
+        base = f"{self.namespace}.app.{app_id}.broadcast"
+        return base if lane == "normal" else f"{base}.high"
+
+    def direct_exchange(self, lane: str) -> str:
+        base = f"{self.namespace}.direct"
+        return base if lane == "normal" else f"{base}.high"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead"
+
+    @property
+    def device_queue_prefix(self) -> str:
+        return f"{self.namespace}.device."
+
+    def device_id_of_queue(self, queue: str) -> str | None:
+        """`push.device.7` and `push.device.7.high` -> "7"; anything else -> None."""
+        if not queue.startswith(self.device_queue_prefix):
+            return None
+        rest = queue[len(self.device_queue_prefix) :]
+        device_id = rest.removesuffix(".high")
+        return device_id if device_id and "." not in device_id else None
+
+    # routing keys on the direct exchanges
+    @staticmethod
+    def device_key(device_id: str) -> str:
+        return f"device.{device_id}"
+
+    @staticmethod
+    def user_key(app_id: str, user_id: str) -> str:
+        return f"user.{app_id}.{user_id}"
+
+    @staticmethod
+    def topic_key(app_id: str, topic: str) -> str:
+        return f"topic.{app_id}.{topic}"
+
+    # Redis
+    def session_key(self, token_hash: str) -> str:
+        return f"{self.redis_prefix}:session:{token_hash}"
+
+    def device_sessions_key(self, device_id: str) -> str:
+        return f"{self.redis_prefix}:device-sessions:{device_id}"
+
+    def presence_key(self, device_id: str) -> str:
+        return f"{self.redis_prefix}:presence:{device_id}"
+
+    def rate_key(self, kind: str, who: str) -> str:
+        return f"{self.redis_prefix}:rate:{kind}:{who}"
+
+    def idempotency_key(self, sender: str, key: str) -> str:
+        return f"{self.redis_prefix}:idem:{sender}:{key}"

@@ -1,0 +1,180 @@
+"""RabbitMQ connections: a small pool of confirm-mode channels, one user at a time.
+
+pika's BlockingConnection is not thread-safe, so a channel is lent to one thread or
+greenlet at a time and given back after. Connections are opened on first use, never at
+import, and forgotten (not closed) in a forked child. Only Pushbox errors escape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    AMQPError,
+    ChannelClosedByBroker,
+    NackError,
+    UnroutableError,
+)
+
+from pushbox_core.errors import BrokerUnavailable, NotDelivered, PushboxError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ATTEMPTS = 3
+POOL_SIZE_MAX = 32
+PERSISTENT = 2
+
+
+def backoff_s(attempt: int) -> float:
+    return min(0.05 * 2**attempt, 1.0)
+
+
+class Rabbit:
+    def __init__(self, url: str, *, name: str = "pushbox"):
+        self._params = pika.URLParameters(url)
+        self._params.connection_attempts = 1
+        self._params.socket_timeout = 5
+        self._params.stack_timeout = 10
+        self._params.blocked_connection_timeout = 10
+        self._params.heartbeat = 600
+        self._params.client_properties = {"connection_name": name}
+        self._lock = threading.Lock()
+        self._idle: list[BlockingChannel] = []
+        self._pid = os.getpid()
+
+    def _take(self) -> BlockingChannel:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                ch = self._idle.pop()
+                if ch.is_open and ch.connection.is_open:
+                    return ch
+        conn = pika.BlockingConnection(self._params)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        return ch
+
+    def _give_back(self, ch: BlockingChannel) -> None:
+        if not ch.is_open and ch.connection.is_open:  # closed by a 404: keep the connection
+            try:
+                ch = ch.connection.channel()
+                ch.confirm_delivery()
+            except AMQPError:
+                _close_quietly(ch)
+                return
+        with self._lock:
+            if self._pid == os.getpid() and len(self._idle) < POOL_SIZE_MAX and ch.is_open:
+                self._idle.append(ch)
+                return
+        _close_quietly(ch)
+
+    @contextmanager
+    def channel(self) -> Iterator[BlockingChannel]:
+        """Lend a confirm-mode channel. Broker-closed channels raise AMQPChannelError
+        (callers that expect 404s catch it); a lost connection raises BrokerUnavailable."""
+        try:
+            ch = self._take()
+        except (AMQPError, OSError) as e:
+            raise BrokerUnavailable(str(e)) from None
+        try:
+            yield ch
+        except (AMQPChannelError, PushboxError):
+            self._give_back(ch)
+            raise
+        except (AMQPConnectionError, OSError, AMQPError) as e:
+            _close_quietly(ch)
+            raise BrokerUnavailable(str(e)) from None
+        except BaseException:
+            _close_quietly(ch)
+            raise
+        else:
+            self._give_back(ch)
+
+    def call(self, work: Callable[[BlockingChannel], T], attempts: int = ATTEMPTS) -> T:
+        """Run idempotent work on a channel, retrying on a lost connection."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.channel() as ch:
+                    return work(ch)
+            except BrokerUnavailable:
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff_s(attempt))
+        raise AssertionError("unreachable")
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: dict | None = None,
+        expiration_ms: int | None = None,
+        mandatory: bool = True,
+    ) -> None:
+        """Publish one persistent message and wait for the broker's confirm.
+
+        A retry after a lost connection may deliver twice; every message carries its
+        id, so receivers dedupe."""
+        props = pika.BasicProperties(
+            delivery_mode=PERSISTENT,
+            content_type="application/json",
+            message_id=message_id,
+            timestamp=int(time.time()),
+            headers=headers or {},
+            expiration=str(expiration_ms) if expiration_ms is not None else None,
+        )
+
+        def send(ch: BlockingChannel) -> None:
+            try:
+                ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
+            except UnroutableError as e:
+                raise NotDelivered(f"no queue took the message for {routing_key}") from e
+            except NackError as e:
+                raise NotDelivered("the broker refused the message") from e
+            except ChannelClosedByBroker as e:
+                if e.reply_code == 404:
+                    raise NotDelivered(f"exchange {exchange} does not exist") from e
+                raise BrokerUnavailable(str(e)) from None
+
+        self.call(send)
+
+    def queue_depth(self, queue: str) -> int | None:
+        """Messages ready in `queue`, or None when it does not exist."""
+
+        def probe(ch: BlockingChannel) -> int | None:
+            try:
+                return ch.queue_declare(queue, passive=True).method.message_count
+            except ChannelClosedByBroker as e:
+                if e.reply_code == 404:
+                    return None
+                raise BrokerUnavailable(str(e)) from None
+
+        return self.call(probe)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for ch in idle:
+            _close_quietly(ch)
+
+
+def _close_quietly(ch: BlockingChannel) -> None:
+    try:
+        if ch.connection.is_open:
+            ch.connection.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+        log.debug("closing a broken RabbitMQ connection failed", exc_info=True)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what Pushbox needs and is missing, then makes sure its servers answer.
+# Safe to run again: it installs nothing that is there and starts nothing that runs.
+#   - Debian packages: python3-venv, nginx, and MariaDB, RabbitMQ, Redis when their
+#     servers are neither installed nor answering on their ports
+#   - the Python packages, pinned in pyproject.toml, into .venv
+#   - MariaDB, RabbitMQ and Redis started when nothing answers on their ports
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "install: $*"; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+MYSQL_PORT=${PUSH_MYSQL_PORT:-3306}
+RABBIT_PORT=5672
+REDIS_PORT=6379
+
+need=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+{ answers "$MYSQL_PORT" || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]; } || need+=(mariadb-server)
+{ answers $RABBIT_PORT || [ -x /usr/sbin/rabbitmq-server ]; } || need+=(rabbitmq-server)
+{ answers $REDIS_PORT || command -v redis-server >/dev/null; } || need+=(redis-server)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing Debian packages: ${need[*]}; run as root, or: sudo apt-get install -y ${need[*]}"
+    exit 1
+  fi
+  say "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # services are started below, not by the packages (there may be no init system)
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
+fi
+
+# Python packages, reinstalled only when pyproject.toml changed
+stamp=.venv/.pushbox-installed
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+if [ ! -f $stamp ] || [ pyproject.toml -nt $stamp ]; then
+  say "installing Python packages into .venv"
+  if ! .venv/bin/pip install --disable-pip-version-check -e '.[dev]' > .venv/pip.log 2>&1; then
+    tail -30 .venv/pip.log; say "pip install failed (whole log: .venv/pip.log)"; exit 1
+  fi
+  touch $stamp
+fi
+
+# servers: start only what does not answer
+wait_for() {  # port name seconds
+  for _ in $(seq 1 "$3"); do answers "$1" && return 0; sleep 1; done
+  say "$2 did not start on port $1"; return 1
+}
+if ! answers "$MYSQL_PORT"; then
+  say "starting MariaDB"
+  install -d -o mysql -g mysql /run/mysqld 2>/dev/null || true
+  [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/dev/null
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  wait_for "$MYSQL_PORT" MariaDB 60
+fi
+# Debian's MariaDB lets root in over its socket only; Pushbox's default is root with an
+# empty password over TCP, so allow that when the socket says we are root.
+if ! .venv/bin/python -c 'import pymysql; pymysql.connect(host="127.0.0.1", user="root", port='"$MYSQL_PORT"')' 2>/dev/null \
+   && [ -z "${PUSH_MYSQL_PASSWORD:-}" ] && command -v mariadb >/dev/null \
+   && mariadb -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+  say "allowing root over TCP with an empty password (a developer machine default)"
+  mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
+fi
+if ! answers $RABBIT_PORT; then
+  say "starting RabbitMQ"
+  rabbitmq-server -detached
+  wait_for $RABBIT_PORT RabbitMQ 120
+fi
+if ! answers $REDIS_PORT; then
+  say "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port $REDIS_PORT --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/pushbox.log
+  wait_for $REDIS_PORT Redis 30
+fi
