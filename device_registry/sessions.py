@@ -45,7 +45,7 @@ class Sessions:
         value = json.dumps({"device_id": device_id, "app_id": app_id})
         with redis_errors():
             pipe = self.redis.pipeline(transaction=True)
-            pipe.setex(self.names.session_key(token_hash), self.ttl_s, value)
+            pipe.set(self.names.session_key(token_hash), value, ex=self.ttl_s)
             pipe.sadd(index, token_hash)
             pipe.expire(index, self.ttl_s)
             pipe.execute()

@@ -1,0 +1,47 @@
+"""Small helpers the tests share: acting as an operator, an app backend and a phone."""
+
+from __future__ import annotations
+
+import uuid
+
+import pika
+from pika.exceptions import UnroutableError
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_app(client, settings, name: str = "shop") -> dict:
+    r = client.post("/v1/apps", json={"name": name}, headers=bearer(settings.admin_token))
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def register(client, app: dict, installation_id: str | None = None, **fields) -> tuple[int, dict]:
+    body = {"installation_id": installation_id or uuid.uuid4().hex, "platform": "android"}
+    body.update(fields)
+    r = client.post("/v1/devices", json=body, headers={"X-App-Key": app["app_key"]})
+    return r.status_code, r.get_json()
+
+
+def device_session(client, app: dict, **fields) -> tuple[str, str, dict]:
+    """Register a device and open a session: (device_id, session_token, headers)."""
+    status, reg = register(client, app, **fields)
+    assert status == 201, reg
+    r = client.post("/v1/sessions", json=reg)
+    assert r.status_code == 201, r.get_json()
+    token = r.get_json()["session_token"]
+    return reg["device_id"], token, bearer(token)
+
+
+def routes(channel, exchange: str, key: str) -> bool:
+    """Does a mandatory publish to (exchange, key) reach at least one queue?"""
+    channel.confirm_delivery()
+    try:
+        channel.basic_publish(
+            exchange, key, b"{}", pika.BasicProperties(delivery_mode=2), mandatory=True
+        )
+        return True
+    except UnroutableError:
+        return False
