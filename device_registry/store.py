@@ -201,6 +201,29 @@ class Store:
         )
         return {str(r["id"]) for r in rows}
 
+    # audiences: the active devices a send reaches
+    def app_devices(self, app_id: str) -> int:
+        row = self.db.query_one(
+            "SELECT COUNT(*) AS n FROM devices WHERE app_id = %s AND status = 'active'",
+            (app_id,),
+        )
+        return int(row["n"]) if row else 0
+
+    def user_devices(self, app_id: str, user_id: str) -> list[str]:
+        rows = self.db.query(
+            "SELECT id FROM devices WHERE app_id = %s AND user_id = %s AND status = 'active'",
+            (app_id, user_id),
+        )
+        return [str(r["id"]) for r in rows]
+
+    def topic_devices(self, app_id: str, topic: str) -> list[str]:
+        rows = self.db.query(
+            "SELECT d.id FROM device_topics t JOIN devices d ON d.id = t.device_id"
+            " WHERE t.app_id = %s AND t.topic = %s AND d.status = 'active'",
+            (app_id, topic),
+        )
+        return [str(r["id"]) for r in rows]
+
 
 def _insert_topics(cur, device_id: object, app_id: object, topics: list[str]) -> None:
     if topics:

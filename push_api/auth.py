@@ -10,6 +10,7 @@ from device_registry import services
 from device_registry.sessions import Session
 from device_registry.store import App
 from push_api.deps import deps
+from push_api.rate_limits import Limit
 from pushbox_core.errors import Forbidden, Unauthorized
 from pushbox_core.keys import same_key
 
@@ -54,9 +55,13 @@ def require_admin() -> None:
 def require_server_key() -> App:
     token = bearer()
     if token.startswith(SERVER_KEY_PREFIX):
-        app = services.app_for_server_key(token, store=deps().store)
+        d = deps()
+        app = services.app_for_server_key(token, store=d.store)
         if app is None:
             raise Unauthorized("unknown server key")
+        s = d.settings
+        limit = Limit("server key", s.rate_server_key_per_s, s.rate_server_key_burst)
+        d.limiter.check(limit, app.id)
         return app
     raise Forbidden(f"this call needs an app's server key, not a {_scope_of(token)}")
 

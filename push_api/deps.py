@@ -10,6 +10,9 @@ from flask import current_app
 from device_registry.sessions import Sessions
 from device_registry.store import Store
 from device_registry.topology import Topology
+from dispatcher.notifications import Notifications
+from dispatcher.services import Dispatch
+from push_api.idempotency import Idempotency
 from push_api.rate_limits import RateLimiter
 from pushbox_core.mysql import Database
 from pushbox_core.names import Names
@@ -29,6 +32,9 @@ class Deps:
     topology: Topology
     sessions: Sessions
     limiter: RateLimiter
+    notifications: Notifications
+    dispatch: Dispatch
+    idempotency: Idempotency
 
     @classmethod
     def build(cls, settings: Settings) -> Deps:
@@ -36,16 +42,22 @@ class Deps:
         db = Database.from_settings(settings)
         rabbit = Rabbit(settings.rabbitmq_url, name="pushbox-api")
         client = connect(settings.redis_url)
+        store = Store(db)
+        topology = Topology(rabbit, names, settings)
+        notifications = Notifications(db)
         return cls(
             settings=settings,
             names=names,
             db=db,
             rabbit=rabbit,
             redis=client,
-            store=Store(db),
-            topology=Topology(rabbit, names, settings),
+            store=store,
+            topology=topology,
             sessions=Sessions(client, names, settings.session_ttl_s),
             limiter=RateLimiter(client, names),
+            notifications=notifications,
+            dispatch=Dispatch(store, notifications, rabbit, topology, names),
+            idempotency=Idempotency(client, names),
         )
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from pushbox_core.errors import (
+    Conflict,
     DependencyDown,
     Forbidden,
     InvalidRequest,
@@ -31,6 +32,7 @@ HTTP_STATUS: dict[type[PushboxError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     PayloadTooLarge: 413,
     InvalidRequest: 422,
     RateLimited: 429,

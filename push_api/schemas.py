@@ -3,6 +3,7 @@ the services take."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import marshmallow as ma
@@ -10,6 +11,7 @@ from marshmallow import fields, validate
 
 from device_registry.services import DeviceChanges, RegistrationRequest
 from device_registry.store import DEVICE_FIELDS
+from dispatcher.messages import TTL_MAX_S, Content, Target
 
 TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,64}$", error="must be 1-64 of A-Z a-z 0-9 _ . ~ % -")
 TOPICS_MAX = 100
@@ -105,3 +107,80 @@ class DeviceOut(ma.Schema):
     pending = fields.Integer()
     online = fields.Boolean()
     last_seen_at = Rfc3339(allow_none=True)
+
+
+def _content(data: dict) -> Content:
+    return Content(
+        title=data.get("title"),
+        body=data.get("body"),
+        data=data.get("data"),
+        ttl_s=data.get("ttl"),
+        collapse_key=data.get("collapse_key"),
+        priority=data.get("priority"),
+    )
+
+
+class _ContentFields(ma.Schema):
+    title = fields.String(allow_none=True, validate=validate.Length(max=4096))
+    body = fields.String(allow_none=True, validate=validate.Length(max=4096))
+    data = fields.Dict(keys=fields.String(), allow_none=True)
+    ttl = fields.Integer(
+        validate=validate.Range(min=1, max=TTL_MAX_S, error=f"must be 1 to {TTL_MAX_S} seconds"),
+        metadata={"description": "seconds"},
+    )
+    collapse_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
+    priority = fields.String(validate=validate.OneOf(("high", "normal")))
+
+
+class BroadcastIn(_ContentFields):
+    @ma.post_load
+    def to_content(self, data: dict, **_: object) -> Content:
+        return _content(data)
+
+
+class TargetIn(ma.Schema):
+    device_id = fields.String(validate=validate.Length(min=1, max=40))
+    user_id = fields.String(validate=validate.Length(min=1, max=128))
+    topic = fields.String(validate=TOPIC)
+
+    @ma.validates_schema
+    def exactly_one(self, data: dict, **_: object) -> None:
+        if len(data) != 1:
+            raise ma.ValidationError("must name exactly one of device_id, user_id, topic")
+
+    @ma.post_load
+    def to_target(self, data: dict, **_: object) -> Target:
+        ((key, value),) = data.items()
+        return Target({"device_id": "device", "user_id": "user", "topic": "topic"}[key], value)
+
+
+@dataclass(frozen=True)
+class NotificationRequest:
+    target: Target
+    content: Content
+
+
+class NotificationIn(_ContentFields):
+    to = fields.Nested(TargetIn, required=True)
+
+    @ma.post_load
+    def to_request(self, data: dict, **_: object) -> NotificationRequest:
+        return NotificationRequest(data["to"], _content(data))
+
+
+class SentOut(ma.Schema):
+    id = fields.String()
+    targets = fields.Integer(metadata={"description": "active devices at send time"})
+
+
+class NotificationOut(ma.Schema):
+    id = fields.String()
+    kind = fields.String()
+    created_at = Rfc3339()
+    expires_at = Rfc3339()
+    priority = fields.String()
+    targets = fields.Integer()
+    acked = fields.Integer()
+    expired = fields.Integer()
+    dropped = fields.Integer()
+    collapsed = fields.Integer(metadata={"description": "older messages of one collapse_key"})

@@ -69,3 +69,7 @@ class CacheUnavailable(DependencyDown):
 
 class NotDelivered(PushboxError):
     """A mandatory publish reached no queue, or the broker refused it."""
+
+
+class Conflict(PushboxError):
+    """The request collides with another one in progress."""

@@ -42,6 +42,16 @@ class Names:
         return f"{self.namespace}.dead"
 
     @property
+    def order_events_queue(self) -> str:
+        """Where the dispatcher consumes order events from the orders exchange."""
+        return f"{self.namespace}.order-events"
+
+    @property
+    def invalid_order_events(self) -> str:
+        """Exchange and queue keeping malformed order events for a person to read."""
+        return f"{self.namespace}.order-events.invalid"
+
+    @property
     def device_queue_prefix(self) -> str:
         return f"{self.namespace}.device."
 

@@ -61,7 +61,9 @@ if ! answers "$MYSQL_PORT"; then
   say "starting MariaDB"
   install -d -o mysql -g mysql /run/mysqld 2>/dev/null || true
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/dev/null
-  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  # --pidfile: match only our server, not a mariadbd that merely shares /proc (a chroot)
+  start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid \
+    --exec /usr/sbin/mariadbd -- --user=mysql --pid-file=/run/mysqld/mysqld.pid
   wait_for "$MYSQL_PORT" MariaDB 60
 fi
 # Debian's MariaDB lets root in over its socket only; Pushbox's default is root with an

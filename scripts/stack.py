@@ -102,7 +102,9 @@ class Stack:
     def _start_dispatcher(self) -> None:
         if read_pid(self._dispatcher_pid()) or not (ROOT / "dispatcher" / "__main__.py").exists():
             return
-        with open(self.run_dir / "dispatcher.log", "ab") as log:
+        log_path = self.run_dir / "dispatcher.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [str(VENV_BIN / "python"), "-m", "dispatcher"],
                 cwd=ROOT,
@@ -113,6 +115,12 @@ class Stack:
                 start_new_session=True,
             )
         self._dispatcher_pid().write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while b"consuming" not in log_path.read_bytes()[offset:]:  # said once its queues exist
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the dispatcher did not start:\n{tail}")
+            time.sleep(0.1)
         self.started.append("dispatcher worker")
 
     def _nginx_conf(self) -> Path:

@@ -45,3 +45,30 @@ def routes(channel, exchange: str, key: str) -> bool:
         return True
     except UnroutableError:
         return False
+
+
+def take_all(channel, names, device_id: str) -> list[dict]:
+    """Everything in a device's lanes, high lane first, taken off the queues."""
+    import json
+
+    out = []
+    for lane in ("high", "normal"):
+        while True:
+            method, props, body = channel.basic_get(names.device_queue(device_id, lane))
+            if method is None:
+                break
+            channel.basic_ack(method.delivery_tag)
+            out.append(json.loads(body))
+    return out
+
+
+def eventually(check, seconds: float = 20.0, every: float = 0.1):
+    """Poll until check() is truthy (work done by another process); its last value."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)

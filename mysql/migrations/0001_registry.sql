@@ -27,6 +27,7 @@ CREATE TABLE devices (
     UNIQUE KEY devices_installation (app_id, installation_id),
     KEY devices_user (app_id, user_id, status),
     KEY devices_status (status, updated_at),
+    KEY devices_app (app_id, status),
     CONSTRAINT devices_app FOREIGN KEY (app_id) REFERENCES apps (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 

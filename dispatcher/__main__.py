@@ -1,0 +1,5 @@
+"""`python -m dispatcher`: run the dispatcher worker."""
+
+from dispatcher.worker import main
+
+main()

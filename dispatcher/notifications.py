@@ -1,0 +1,88 @@
+"""Notifications in MySQL: what was sent, to whom, and its counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pymysql
+
+from dispatcher.messages import Message, Target
+from pushbox_core.mysql import Database
+
+COUNTERS = ("acked", "expired", "dropped", "collapsed")
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    app_id: str
+    kind: str
+    target_kind: str
+    target: str | None
+    priority: str
+    created_at: datetime
+    expires_at: datetime
+    targets: int
+    acked: int
+    expired: int
+    dropped: int
+    collapsed: int
+
+
+class Notifications:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def record(self, app_id: str, message: Message, target: Target, targets: int) -> bool:
+        """Write the row before publishing; False when this id was recorded already."""
+        try:
+            self.db.execute(
+                "INSERT INTO notifications (id, app_id, kind, target_kind, target, priority,"
+                " collapse_key, ttl_s, created_at, expires_at, targets)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    message.id,
+                    app_id,
+                    message.kind,
+                    target.kind,
+                    target.value,
+                    message.priority,
+                    message.collapse_key,
+                    message.ttl_s,
+                    message.created_at,
+                    message.expires_at,
+                    targets,
+                ),
+            )
+            return True
+        except pymysql.err.IntegrityError:
+            return False
+
+    def forget(self, notification_id: str) -> None:
+        """Undo record() when the publish failed: nothing was sent."""
+        self.db.execute("DELETE FROM notifications WHERE id = %s", (notification_id,))
+
+    def get(self, app_id: str, notification_id: str) -> Notification | None:
+        row = self.db.query_one(
+            "SELECT id, app_id, kind, target_kind, target, priority, created_at, expires_at,"
+            " targets, acked, expired, dropped, collapsed"
+            " FROM notifications WHERE id = %s AND app_id = %s",
+            (notification_id, app_id),
+        )
+        if row is None:
+            return None
+        return Notification(**{**row, "app_id": str(row["app_id"])})
+
+    def count(self, counts: dict[tuple[str, str], int]) -> None:
+        """Add to counters: {(notification_id, counter): n}, in one transaction."""
+        if not counts:
+            return
+        with self.db.transaction() as cur:
+            for (notification_id, counter), n in sorted(counts.items()):
+                if counter not in COUNTERS:
+                    raise ValueError(counter)
+                cur.execute(
+                    f"UPDATE notifications SET {counter} = {counter} + %s WHERE id = %s",
+                    (n, notification_id),
+                )

@@ -1,0 +1,161 @@
+"""Sending: broadcasts to every device of an app, notifications to one device, one
+user's devices or a topic. Each send is recorded, published persistent with publisher
+confirms, and reported only once the broker confirmed it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from device_registry.services import route_of
+from device_registry.store import Store
+from device_registry.topology import Topology
+from dispatcher import messages
+from dispatcher.messages import Content, Message, Target
+from dispatcher.notifications import Notification, Notifications
+from pushbox_core.errors import DeviceNotFound, NotDelivered, NotificationNotFound, PushboxError
+from pushbox_core.names import Names
+from pushbox_core.rabbit import Rabbit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sent:
+    id: str
+    targets: int
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What sending needs; built once per process."""
+
+    store: Store
+    notifications: Notifications
+    rabbit: Rabbit
+    topology: Topology
+    names: Names
+
+
+def broadcast(app_id: str, content: Content, *, d: Dispatch) -> Sent:
+    message = messages.build("broadcast", content)
+    targets = d.store.app_devices(app_id)
+    d.topology.ensure_app(app_id)
+    exchange = d.names.broadcast_exchange(app_id, message.priority)
+    _record_and_publish(
+        app_id,
+        message,
+        Target("app"),
+        targets,
+        d=d,
+        exchange=exchange,
+        key="",
+        mandatory=False,
+        repair=(),
+    )
+    return Sent(message.id, targets)
+
+
+def notify(
+    app_id: str, target: Target, content: Content, *, d: Dispatch, message_id: str | None = None
+) -> Sent:
+    """One notification to a device, a user's devices or a topic's devices. With a
+    message_id already recorded (a redelivered order event), nothing is sent again."""
+    devices = audience(app_id, target, store=d.store)
+    message = messages.build("notification", content, message_id=message_id)
+    _record_and_publish(
+        app_id,
+        message,
+        target,
+        len(devices),
+        d=d,
+        exchange=d.names.direct_exchange(message.priority),
+        key=routing_key(app_id, target),
+        mandatory=True,
+        repair=devices,
+    )
+    return Sent(message.id, len(devices))
+
+
+def audience(app_id: str, target: Target, *, store: Store) -> list[str]:
+    if target.kind == "device":
+        device = store.device(target.value or "")
+        found = [device.id] if device and device.active and device.app_id == app_id else []
+    elif target.kind == "user":
+        found = store.user_devices(app_id, target.value or "")
+    elif target.kind == "topic":
+        found = store.topic_devices(app_id, target.value or "")
+    else:
+        raise ValueError(target.kind)
+    if not found:
+        raise DeviceNotFound(f"no active device for {target.kind} {target.value!r}")
+    return found
+
+
+def routing_key(app_id: str, target: Target) -> str:
+    value = target.value or ""
+    if target.kind == "device":
+        return Names.device_key(value)
+    if target.kind == "user":
+        return Names.user_key(app_id, value)
+    return Names.topic_key(app_id, value)
+
+
+def _record_and_publish(
+    app_id: str,
+    message: Message,
+    target: Target,
+    targets: int,
+    *,
+    d: Dispatch,
+    exchange: str,
+    key: str,
+    mandatory: bool,
+    repair: list[str] | tuple,
+) -> None:
+    if not d.notifications.record(app_id, message, target, targets):
+        log.info("notification %s was sent already; not sending it again", message.id)
+        return
+    try:
+        _publish(message, exchange, key, mandatory, d=d)
+    except NotDelivered:
+        # no queue took it: the device queues are gone (deleted by hand, or lost with a
+        # broker). The devices are active, so give them their queues back, then retry.
+        try:
+            for device_id in repair:
+                device = d.store.device(device_id)
+                if device is not None and device.active:
+                    d.topology.ensure_device(route_of(device))
+            _publish(message, exchange, key, mandatory, d=d)
+        except PushboxError:
+            _forget(message.id, d=d)
+            raise
+    except PushboxError:
+        _forget(message.id, d=d)
+        raise
+
+
+def _publish(message: Message, exchange: str, key: str, mandatory: bool, *, d: Dispatch) -> None:
+    d.rabbit.publish(
+        exchange,
+        key,
+        message.encode(),
+        message_id=message.id,
+        expiration_ms=message.ttl_s * 1000,
+        mandatory=mandatory,
+        headers={"collapse_key": message.collapse_key} if message.collapse_key else None,
+    )
+
+
+def _forget(notification_id: str, *, d: Dispatch) -> None:
+    try:
+        d.notifications.forget(notification_id)
+    except PushboxError:
+        log.warning("notification %s: not sent, and its row could not be removed", notification_id)
+
+
+def stats(app_id: str, notification_id: str, *, notifications: Notifications) -> Notification:
+    found = notifications.get(app_id, notification_id)
+    if found is None:
+        raise NotificationNotFound(f"no notification {notification_id!r} in this app")
+    return found

@@ -1,0 +1,72 @@
+"""Sender endpoints (server key): broadcasts, notifications and their stats."""
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from dispatcher import services
+from dispatcher.messages import Content
+from push_api.auth import require_server_key
+from push_api.deps import deps
+from push_api.schemas import (
+    BroadcastIn,
+    NotificationIn,
+    NotificationOut,
+    NotificationRequest,
+    SentOut,
+)
+
+blp = Blueprint("notifications", __name__, url_prefix="/v1", description="Sending (server key)")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _sent(sent: services.Sent) -> tuple[dict, int]:
+    return {"id": sent.id, "targets": sent.targets}, 202
+
+
+@blp.route("/broadcasts")
+class Broadcasts(MethodView):
+    @blp.arguments(BroadcastIn)
+    @blp.response(202, SentOut)
+    @blp.alt_response(413, description="title + body + data over 4,096 bytes")
+    @blp.alt_response(503, description="not sent: a dependency is down")
+    def post(self, content: Content):
+        """Send to every device of the app, online or not. Answers once the broker
+        confirmed; `targets` counts the active devices at send time."""
+        app = require_server_key()
+        d = deps()
+        return d.idempotency.once(
+            app.id,
+            request.headers.get(IDEMPOTENCY_HEADER),
+            lambda: _sent(services.broadcast(app.id, content, d=d.dispatch)),
+        )
+
+
+@blp.route("/notifications")
+class Notifications(MethodView):
+    @blp.arguments(NotificationIn)
+    @blp.response(202, SentOut)
+    @blp.alt_response(404, description="the target has no active device")
+    @blp.alt_response(413, description="title + body + data over 4,096 bytes")
+    @blp.alt_response(503, description="not sent: a dependency is down")
+    def post(self, req: NotificationRequest):
+        """Send to one device, every device of one user, or a topic (default priority
+        high: it overtakes pending promos)."""
+        app = require_server_key()
+        d = deps()
+        return d.idempotency.once(
+            app.id,
+            request.headers.get(IDEMPOTENCY_HEADER),
+            lambda: _sent(services.notify(app.id, req.target, req.content, d=d.dispatch)),
+        )
+
+
+@blp.route("/notifications/<notification_id>")
+class Notification(MethodView):
+    @blp.response(200, NotificationOut)
+    @blp.alt_response(404, description="no such notification in this app")
+    def get(self, notification_id: str):
+        """What was sent, to how many devices, and what became of it."""
+        app = require_server_key()
+        return services.stats(app.id, notification_id, notifications=deps().notifications)
