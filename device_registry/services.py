@@ -10,13 +10,17 @@ between the two leaves something the next attempt, or the reconciler, finishes.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from device_registry.sessions import Presence, Session, Sessions
+from device_registry.mailbox import Mailbox, SyncResult, Taken
+from device_registry.sessions import Holders, Presence, Session, Sessions
 from device_registry.store import DEVICE_FIELDS, App, Device, Store
 from device_registry.topology import Route, Topology
 from pushbox_core.errors import DeviceNotFound, PushboxError, Unauthorized
 from pushbox_core.keys import hash_key, new_key, same_key
+from pushbox_core.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +225,67 @@ def _drop_bindings(topology: Topology, device_id: str, keys: set[str]) -> None:
         topology.unbind(device_id, keys)
     except PushboxError:
         log.warning("device %s: could not drop bindings %s", device_id, sorted(keys))
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    ack: tuple[str, ...] = ()
+    max: int = 100
+    wait_s: float = 0.0
+
+
+RELEASE_WAIT_S = 2.0  # how long to wait for another process to let go of held messages
+
+
+def sync_device(
+    session: Session,
+    req: SyncRequest,
+    *,
+    mailbox: Mailbox,
+    signals: Signals,
+    holders: Holders,
+    count: Callable[[dict[tuple[str, str], int]], None],
+) -> list[Taken]:
+    """Ack, then return up to `max` messages from the head of the device's queue; with
+    `wait`, hold the request until something arrives or the wait runs out."""
+    device_id = session.device_id
+    previous = holders.claim(device_id, signals.instance)
+    if previous is not None and previous != signals.instance:
+        released = signals.waiter(f"r:{device_id}")
+        try:
+            signals.ask_release(previous, device_id)
+            released.wait(RELEASE_WAIT_S)  # a dead holder's messages are back already
+        finally:
+            signals.forget(released)
+    woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
+    deadline = time.monotonic() + req.wait_s
+    try:
+        result = mailbox.sync(device_id, list(req.ack), req.max)
+        _count(result, count)
+        while woken is not None and not result.messages and req.max > 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not woken.wait(left):
+                break
+            woken.clear()
+            result = mailbox.sync(device_id, [], req.max)
+            _count(result, count)
+        return result.messages
+    finally:
+        if woken is not None:
+            signals.forget(woken)
+
+
+def _count(result: SyncResult, count: Callable[[dict[tuple[str, str], int]], None]) -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for counter, ids in (
+        ("acked", result.acked),
+        ("collapsed", result.collapsed),
+        ("expired", result.expired),
+    ):
+        for notification_id in ids:
+            counts[(notification_id, counter)] = counts.get((notification_id, counter), 0) + 1
+    if counts:
+        try:
+            count(counts)
+        except PushboxError as e:  # the acks happened; only the stats lag
+            log.warning("could not count %d acks/drops: %s", len(counts), e)

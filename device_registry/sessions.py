@@ -88,3 +88,21 @@ class Sessions:
             online=time.time() - at < ONLINE_WINDOW_S,
             last_seen_at=datetime.fromtimestamp(at, UTC),
         )
+
+
+class Holders:
+    """Which API process holds the messages a device was last given (see mailbox)."""
+
+    KEEP_S = 300
+
+    def __init__(self, client: redis.Redis, names: Names):
+        self.redis = client
+        self.names = names
+
+    def claim(self, device_id: str, instance: str) -> str | None:
+        """Become the holder; returns the previous one."""
+        with redis_errors():
+            previous = self.redis.set(
+                self.names.holder_key(device_id), instance, ex=self.KEEP_S, get=True
+            )
+        return str(previous) if previous is not None else None

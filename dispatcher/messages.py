@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pushbox_core.errors import PayloadTooLarge
+from pushbox_core.times import rfc3339
 
 PAYLOAD_MAX_BYTES = 4096
 TTL_MAX_S = 2_419_200  # 28 days
@@ -64,12 +65,19 @@ class Message:
             "expires_at": rfc3339(self.expires_at),
         }
 
+    def headers(self) -> dict:
+        """What sync needs to know without decoding the body."""
+        created_ms = int(self.created_at.replace(tzinfo=UTC).timestamp() * 1000)
+        headers: dict[str, object] = {
+            "created_ms": created_ms,
+            "expires_ms": created_ms + self.ttl_s * 1000,
+        }
+        if self.collapse_key:
+            headers["collapse_key"] = self.collapse_key
+        return headers
+
     def encode(self) -> bytes:
         return json.dumps(self.wire(), separators=(",", ":")).encode()
-
-
-def rfc3339(at: datetime) -> str:
-    return at.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def payload_bytes(content: Content) -> int:

@@ -75,14 +75,20 @@ class Notifications:
         return Notification(**{**row, "app_id": str(row["app_id"])})
 
     def count(self, counts: dict[tuple[str, str], int]) -> None:
-        """Add to counters: {(notification_id, counter): n}, in one transaction."""
-        if not counts:
-            return
-        with self.db.transaction() as cur:
-            for (notification_id, counter), n in sorted(counts.items()):
-                if counter not in COUNTERS:
-                    raise ValueError(counter)
-                cur.execute(
-                    f"UPDATE notifications SET {counter} = {counter} + %s WHERE id = %s",
-                    (n, notification_id),
-                )
+        """Add to counters, {(notification_id, counter): n}: one UPDATE per counter."""
+        by_counter: dict[str, dict[str, int]] = {}
+        for (notification_id, counter), n in counts.items():
+            if counter not in COUNTERS:
+                raise ValueError(counter)
+            by_counter.setdefault(counter, {})[notification_id] = n
+        for counter, amounts in sorted(by_counter.items()):
+            ids = sorted(amounts)
+            cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+            marks = ", ".join(["%s"] * len(ids))
+            args: list[object] = [v for i in ids for v in (i, amounts[i])]
+            args += ids
+            self.db.execute(
+                f"UPDATE notifications SET {counter} = {counter} + CASE id {cases} ELSE 0 END"
+                f" WHERE id IN ({marks})",
+                args,
+            )

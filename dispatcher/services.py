@@ -16,6 +16,7 @@ from dispatcher.notifications import Notification, Notifications
 from pushbox_core.errors import DeviceNotFound, NotDelivered, NotificationNotFound, PushboxError
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
+from pushbox_core.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Dispatch:
     rabbit: Rabbit
     topology: Topology
     names: Names
+    signals: Signals
 
 
 def broadcast(app_id: str, content: Content, *, d: Dispatch) -> Sent:
@@ -53,6 +55,7 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch) -> Sent:
         mandatory=False,
         repair=(),
     )
+    d.signals.wake_app(app_id)
     return Sent(message.id, targets)
 
 
@@ -74,6 +77,7 @@ def notify(
         mandatory=True,
         repair=devices,
     )
+    d.signals.wake_devices(devices)
     return Sent(message.id, len(devices))
 
 
@@ -143,7 +147,7 @@ def _publish(message: Message, exchange: str, key: str, mandatory: bool, *, d: D
         message_id=message.id,
         expiration_ms=message.ttl_s * 1000,
         mandatory=mandatory,
-        headers={"collapse_key": message.collapse_key} if message.collapse_key else None,
+        headers=message.headers(),
     )
 
 

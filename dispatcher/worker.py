@@ -9,6 +9,7 @@ twice."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -27,7 +28,9 @@ from pushbox_core.errors import DependencyDown, NotFound, PushboxError
 from pushbox_core.mysql import Database
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
+from pushbox_core.redis_client import connect
 from pushbox_core.settings import Settings
+from pushbox_core.signals import Signals
 
 log = logging.getLogger("dispatcher")
 
@@ -148,8 +151,11 @@ def main() -> None:
     store = Store(db)
     notifications = Notifications(db)
     topology = Topology(rabbit, names, settings)
+    signals = Signals(connect(settings.redis_url), names, f"dispatcher:{os.getpid()}")
     worker = Worker(
-        settings, Dispatch(store, notifications, rabbit, topology, names), notifications
+        settings,
+        Dispatch(store, notifications, rabbit, topology, names, signals),
+        notifications,
     )
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass
 
 import redis
 from flask import current_app
 
-from device_registry.sessions import Sessions
+from device_registry.mailbox import Mailbox
+from device_registry.sessions import Holders, Sessions
 from device_registry.store import Store
 from device_registry.topology import Topology
 from dispatcher.notifications import Notifications
@@ -19,6 +23,7 @@ from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
 from pushbox_core.redis_client import connect
 from pushbox_core.settings import Settings
+from pushbox_core.signals import Signals
 
 
 @dataclass
@@ -35,6 +40,9 @@ class Deps:
     notifications: Notifications
     dispatch: Dispatch
     idempotency: Idempotency
+    signals: Signals
+    mailbox: Mailbox
+    holders: Holders
 
     @classmethod
     def build(cls, settings: Settings) -> Deps:
@@ -45,6 +53,10 @@ class Deps:
         store = Store(db)
         topology = Topology(rabbit, names, settings)
         notifications = Notifications(db)
+        signals = Signals(client, names, instance_name())
+        mailbox = Mailbox(settings.rabbitmq_url, names)
+        signals.on_release = mailbox.release  # another process took over a device
+        mailbox.on_released = signals.released
         return cls(
             settings=settings,
             names=names,
@@ -56,14 +68,24 @@ class Deps:
             sessions=Sessions(client, names, settings.session_ttl_s),
             limiter=RateLimiter(client, names),
             notifications=notifications,
-            dispatch=Dispatch(store, notifications, rabbit, topology, names),
+            dispatch=Dispatch(store, notifications, rabbit, topology, names, signals),
             idempotency=Idempotency(client, names),
+            signals=signals,
+            mailbox=mailbox,
+            holders=Holders(client, names),
         )
 
     def close(self) -> None:
+        self.mailbox.close()
         self.rabbit.close()
         self.db.close()
         self.redis.close()
+
+
+def instance_name() -> str:
+    """This process, among every API process: for hand-overs between them."""
+    base = os.environ.get("PUSH_INSTANCE_NAME") or socket.gethostname()
+    return f"{base}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def deps() -> Deps:

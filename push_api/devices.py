@@ -1,11 +1,11 @@
 """Device endpoints: register, open a session, read, change and remove the device."""
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from device_registry import services
-from device_registry.services import DeviceChanges, DeviceView, RegistrationRequest
+from device_registry.services import DeviceChanges, DeviceView, RegistrationRequest, SyncRequest
 from push_api.auth import require_session
 from push_api.deps import deps
 from push_api.rate_limits import Limit
@@ -16,6 +16,8 @@ from push_api.schemas import (
     RegistrationOut,
     SessionIn,
     SessionOut,
+    SyncIn,
+    SyncOut,
 )
 
 blp = Blueprint("devices", __name__, url_prefix="/v1", description="Devices")
@@ -118,3 +120,30 @@ class Device(MethodView):
         _device_limit(session.device_id)
         d = deps()
         services.delete_device(session, store=d.store, topology=d.topology, sessions=d.sessions)
+        d.signals.wake_devices([session.device_id])  # a sync waiting for it ends now
+
+
+@blp.route("/device/sync")
+class Sync(MethodView):
+    @blp.arguments(SyncIn)
+    @blp.response(200, SyncOut)
+    @blp.alt_response(401, description="missing or expired session")
+    @blp.alt_response(404, description="the device was unregistered")
+    @blp.alt_response(429, description="too many requests from this device")
+    def post(self, req: SyncRequest):
+        """Ack what was processed, then get up to `max` pending messages: high
+        priority first, then in send order. Unacked messages come back later with
+        `redelivered: true`. With `wait`, the call holds until a message arrives."""
+        session = require_session()
+        _device_limit(session.device_id)
+        d = deps()
+        messages = services.sync_device(
+            session,
+            req,
+            mailbox=d.mailbox,
+            signals=d.signals,
+            holders=d.holders,
+            count=d.notifications.count,
+        )
+        body = b'{"messages":[' + b",".join(m.wire() for m in messages) + b"]}"
+        return Response(body, 200, mimetype="application/json")

@@ -4,14 +4,14 @@ the services take."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from device_registry.services import DeviceChanges, RegistrationRequest
+from device_registry.services import DeviceChanges, RegistrationRequest, SyncRequest
 from device_registry.store import DEVICE_FIELDS
 from dispatcher.messages import TTL_MAX_S, Content, Target
+from pushbox_core.times import rfc3339
 
 TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,64}$", error="must be 1-64 of A-Z a-z 0-9 _ . ~ % -")
 TOPICS_MAX = 100
@@ -19,18 +19,10 @@ PLATFORMS = ("ios", "android", "web")
 
 
 class Rfc3339(fields.DateTime):
-    """Naive datetimes are UTC; written as 2026-11-25T04:29:07.123456Z."""
+    """Naive datetimes are UTC; written as 2026-11-25T04:29:07.123Z."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="microseconds") + "Z"
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+        return None if value is None else rfc3339(value)
 
 
 def _topics_field() -> fields.List:
@@ -184,3 +176,43 @@ class NotificationOut(ma.Schema):
     expired = fields.Integer()
     dropped = fields.Integer()
     collapsed = fields.Integer(metadata={"description": "older messages of one collapse_key"})
+
+
+SYNC_MAX = 500
+SYNC_WAIT_MAX_S = 30
+ACKS_MAX = 1000
+
+
+class SyncIn(ma.Schema):
+    ack = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        load_default=list,
+        validate=validate.Length(max=ACKS_MAX, error=f"at most {ACKS_MAX} ids"),
+    )
+    max = fields.Integer(load_default=100, validate=validate.Range(min=0, max=SYNC_MAX))
+    wait = fields.Float(
+        load_default=0,
+        validate=validate.Range(min=0, max=SYNC_WAIT_MAX_S),
+        metadata={"description": "seconds to hold the request when nothing is pending"},
+    )
+
+    @ma.post_load
+    def to_request(self, data: dict, **_: object) -> SyncRequest:
+        return SyncRequest(tuple(data["ack"]), data["max"], data["wait"])
+
+
+class MessageOut(ma.Schema):
+    id = fields.String()
+    kind = fields.String(metadata={"description": "broadcast | notification"})
+    priority = fields.String(metadata={"description": "high | normal"})
+    title = fields.String(allow_none=True)
+    body = fields.String(allow_none=True)
+    data = fields.Dict(allow_none=True)
+    collapse_key = fields.String(allow_none=True)
+    created_at = fields.String()
+    expires_at = fields.String()
+    redelivered = fields.Boolean()
+
+
+class SyncOut(ma.Schema):
+    messages = fields.List(fields.Nested(MessageOut))

@@ -89,5 +89,14 @@ class Names:
     def rate_key(self, kind: str, who: str) -> str:
         return f"{self.redis_prefix}:rate:{kind}:{who}"
 
+    @property
+    def signals_channel(self) -> str:
+        """Redis pub/sub: wake-ups for waiting syncs and hand-overs between instances."""
+        return f"{self.redis_prefix}:signals"
+
+    def holder_key(self, device_id: str) -> str:
+        """Which API process holds the messages a device was last given."""
+        return f"{self.redis_prefix}:holder:{device_id}"
+
     def idempotency_key(self, sender: str, key: str) -> str:
         return f"{self.redis_prefix}:idem:{sender}:{key}"

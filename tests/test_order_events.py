@@ -17,6 +17,8 @@ from dispatcher.services import Dispatch
 from dispatcher.worker import Worker
 from pushbox_core.mysql import Database
 from pushbox_core.rabbit import Rabbit
+from pushbox_core.redis_client import connect
+from pushbox_core.signals import Signals
 from tests.support import eventually, new_app, register, take_all
 from tests.tcp_proxy import TcpProxy
 
@@ -122,7 +124,16 @@ def test_worker_survives_a_broker_outage(client, settings, names, rabbit_channel
     rabbit = Rabbit(flaky.rabbitmq_url)
     store, notes = Store(db), Notifications(db)
     worker = Worker(
-        flaky, Dispatch(store, notes, rabbit, Topology(rabbit, wnames, flaky), wnames), notes
+        flaky,
+        Dispatch(
+            store,
+            notes,
+            rabbit,
+            Topology(rabbit, wnames, flaky),
+            wnames,
+            Signals(connect(flaky.redis_url), wnames, "test-worker"),
+        ),
+        notes,
     )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
