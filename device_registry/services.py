@@ -148,11 +148,13 @@ def authenticate_device(token: str, *, sessions: Sessions) -> Session:
 
 
 def view_device(
-    session: Session, *, store: Store, topology: Topology, sessions: Sessions
+    session: Session, *, store: Store, topology: Topology, sessions: Sessions, held: int = 0
 ) -> DeviceView:
+    """`held`: messages this process gave the device and holds unacked (see mailbox);
+    they are pending too, though no longer ready in the queue."""
     device = _active(store, session)
-    pending = topology.pending(device.id)
-    return DeviceView(device, pending or 0, sessions.presence(device.id))
+    pending = (topology.pending(device.id) or 0) + held
+    return DeviceView(device, pending, sessions.presence(device.id))
 
 
 def update_device(
@@ -249,6 +251,7 @@ def sync_device(
     """Ack, then return up to `max` messages from the head of the device's queue; with
     `wait`, hold the request until something arrives or the wait runs out."""
     device_id = session.device_id
+    signals.listen()  # this process may hold messages: it must hear requests to let go
     previous = holders.claim(device_id, signals.instance)
     if previous is not None and previous != signals.instance:
         released = signals.waiter(f"r:{device_id}")

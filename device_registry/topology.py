@@ -5,13 +5,18 @@ Every declare here is idempotent, so a crashed registration can simply be run ag
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
 
+from pushbox_core.errors import BrokerUnavailable
 from pushbox_core.names import LANES, Names
 from pushbox_core.rabbit import Rabbit
 from pushbox_core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,15 +95,23 @@ class Topology:
         names, args = self.names, self.queue_arguments()
         keys = sorted(route.direct_keys())
 
-        def declare(ch: BlockingChannel) -> None:
+        def declare(ch: BlockingChannel, passive: bool = False) -> None:
             for lane in LANES:
                 queue = names.device_queue(route.device_id, lane)
-                ch.queue_declare(queue, durable=True, arguments=args)
+                ch.queue_declare(queue, durable=True, arguments=args, passive=passive)
                 ch.queue_bind(queue, names.broadcast_exchange(route.app_id, lane))
                 for key in keys:
                     ch.queue_bind(queue, names.direct_exchange(lane), key)
 
-        self.rabbit.call(declare)
+        try:
+            self.rabbit.call(declare)
+        except ChannelClosedByBroker as e:
+            if e.reply_code != 406:
+                raise BrokerUnavailable(f"{e.reply_code} {e.reply_text}") from None
+            # declared earlier with other settings (the backlog cap or expiry changed
+            # since): keep the queue and its messages as they are, and bind it
+            log.warning("device %s: queue kept with its old arguments", route.device_id)
+            self.rabbit.call(lambda ch: declare(ch, passive=True))
 
     def bind(self, device_id: str, keys: set[str]) -> None:
         self._rebind(device_id, keys, bind=True)

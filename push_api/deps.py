@@ -76,6 +76,7 @@ class Deps:
         )
 
     def close(self) -> None:
+        self.signals.close()
         self.mailbox.close()
         self.rabbit.close()
         self.db.close()

@@ -95,7 +95,11 @@ class Device(MethodView):
         _device_limit(session.device_id)
         d = deps()
         view = services.view_device(
-            session, store=d.store, topology=d.topology, sessions=d.sessions
+            session,
+            store=d.store,
+            topology=d.topology,
+            sessions=d.sessions,
+            held=d.mailbox.held_count(session.device_id),
         )
         return device_out(view)
 

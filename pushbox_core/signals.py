@@ -9,6 +9,7 @@ never a message."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -51,6 +52,8 @@ class Signals:
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
+        self._closed = False
+        self._pubsub: redis.client.PubSub | None = None
         self.on_release: Callable[[str], None] | None = None
 
     # sending
@@ -74,7 +77,7 @@ class Signals:
 
     # receiving
     def waiter(self, *keys: str) -> Waiter:
-        self._ensure_listening()
+        self.listen()
         w = Waiter(keys)
         with self._lock:
             for k in keys:
@@ -94,7 +97,8 @@ class Signals:
         with self._lock:
             return len({w for ws in self._waiters.values() for w in ws})
 
-    def _ensure_listening(self) -> None:
+    def listen(self) -> None:
+        """Subscribe (once per process), so that this process hears signals."""
         with self._lock:
             if self._listener is None or not self._listener.is_alive():
                 self._listener = threading.Thread(
@@ -103,16 +107,24 @@ class Signals:
                 self._listener.start()
         self._subscribed.wait(2.0)
 
+    def close(self) -> None:
+        self._closed = True
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                self._pubsub.close()
+
     def _listen(self) -> None:
-        while True:
+        while not self._closed:
             try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.names.signals_channel)
                 self._subscribed.set()
                 for item in pubsub.listen():
                     if item.get("type") == "message":
                         self._dispatch(item["data"])
-            except redis.RedisError as e:
+            except (redis.RedisError, ValueError, OSError) as e:
+                if self._closed:
+                    return
                 self._subscribed.clear()
                 log.warning("signals: lost Redis (%s); resubscribing", e)
                 time.sleep(RESUBSCRIBE_S)

@@ -26,6 +26,8 @@ from pushbox_core.schema import drop_database, migrate
 from pushbox_core.settings import Settings
 from scripts.stack import Stack
 
+STACK_BACKLOG_MAX = 10_000
+
 START = {
     "MySQL": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
     "RabbitMQ": "rabbitmq-server -detached",
@@ -146,7 +148,9 @@ def stack(settings: Settings) -> Iterator[RunningStack]:
         path.chmod(0o755)
         st = Stack(
             path,
-            settings_env(settings),
+            # a bigger backlog cap for devices registered through the stack: the
+            # 10,000-message drain needs it (the cap itself is tested in-process)
+            settings_env(replace(settings, device_backlog_max=STACK_BACKLOG_MAX)),
             nginx_port=free_port(),
             api_ports=(free_port(), free_port()),
         )

@@ -1,0 +1,293 @@
+"""The delivery contract, bullet by bullet, as phones meet it: through nginx and both
+API instances, with the SDK where a phone's behaviour matters."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import replace
+
+import pika
+import pytest
+import requests
+
+from dispatcher import messages as msgs
+from push_api.app import create_app
+from sdk_stub import Phone
+from tests.support import bearer
+
+
+@pytest.fixture
+def shop(http, stack, settings) -> dict:
+    r = http.post(
+        f"{stack.base}/v1/apps", json={"name": "sync"}, headers=bearer(settings.admin_token)
+    )
+    assert r.status_code == 201
+    return r.json()
+
+
+class Backend:
+    """The app's server, sending through nginx."""
+
+    def __init__(self, http, stack, shop):
+        self.http, self.base, self.key = http, stack.base, shop["server_key"]
+
+    def broadcast(self, **body) -> str:
+        r = self.http.post(f"{self.base}/v1/broadcasts", json=body, headers=bearer(self.key))
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+    def notify(self, to: dict, **body) -> str:
+        r = self.http.post(
+            f"{self.base}/v1/notifications", json={"to": to, **body}, headers=bearer(self.key)
+        )
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+    def stats(self, notification_id: str) -> dict:
+        return self.http.get(
+            f"{self.base}/v1/notifications/{notification_id}", headers=bearer(self.key)
+        ).json()
+
+
+@pytest.fixture
+def backend(http, stack, shop) -> Backend:
+    return Backend(http, stack, shop)
+
+
+def phone(stack, shop, **kw) -> Phone:
+    p = Phone(stack.base, shop["app_key"], **kw)
+    p.open_session()
+    return p
+
+
+def raw_sync(http, base: str, token: str, **body) -> list[dict]:
+    r = http.post(f"{base}/v1/device/sync", json=body, headers=bearer(token), timeout=40)
+    assert r.status_code == 200, r.text
+    return r.json()["messages"]
+
+
+def test_acked_messages_leave_unacked_come_back_redelivered(http, stack, shop, backend):
+    p = phone(stack, shop)
+    ids = [backend.broadcast(title=f"m{i}") for i in range(3)]
+    first = raw_sync(http, stack.base, p.token, max=2)
+    assert [m["id"] for m in first] == ids[:2]
+    assert [m["redelivered"] for m in first] == [False, False]
+    second = raw_sync(http, stack.base, p.token, ack=[ids[0]], max=10)
+    assert [m["id"] for m in second] == ids[1:]
+    assert [m["redelivered"] for m in second] == [True, False]
+    assert raw_sync(http, stack.base, p.token, ack=ids[1:], max=10) == []
+    assert backend.stats(ids[0])["acked"] == 1
+
+
+def test_redelivery_across_instances(http, stack, shop, backend):
+    p = phone(stack, shop)
+    first_instance, second_instance = stack.instances
+    ids = [backend.notify({"device_id": p.device_id}, title=f"o{i}") for i in range(3)]
+    got = raw_sync(http, first_instance, p.token, max=2)
+    assert [m["id"] for m in got] == ids[:2]
+    # the next sync lands on the other instance: the same messages, redelivered
+    got = raw_sync(http, second_instance, p.token, max=10)
+    assert [m["id"] for m in got] == ids
+    assert [m["redelivered"] for m in got] == [True, True, False]
+    # acks on the second instance; the first has nothing left to give
+    assert raw_sync(http, second_instance, p.token, ack=ids[:2], max=10)[0]["id"] == ids[2]
+    got = raw_sync(http, first_instance, p.token, ack=[ids[2]], max=10)
+    assert got == []
+    assert raw_sync(http, second_instance, p.token, max=10) == []
+
+
+def test_another_devices_acks_change_nothing(http, stack, shop, backend):
+    mine, other = phone(stack, shop), phone(stack, shop)
+    sent = backend.notify({"device_id": mine.device_id})
+    assert [m["id"] for m in raw_sync(http, stack.base, mine.token)] == [sent]
+    assert raw_sync(http, stack.base, other.token, ack=[sent]) == []
+    again = raw_sync(http, stack.base, mine.token)
+    assert [m["id"] for m in again] == [sent] and again[0]["redelivered"] is True
+    assert backend.stats(sent)["acked"] == 0
+
+
+def test_order_updates_first_then_promos_in_send_order_after_long_offline(
+    http, stack, shop, backend
+):
+    p = phone(stack, shop, user_id="olive")
+    promos, orders = [], []
+    for i in range(30):
+        promos.append(backend.broadcast(title=f"promo {i}"))
+        if i % 10 == 9:
+            orders.append(backend.notify({"user_id": "olive"}, title=f"order {i}"))
+    got = p.drain(max=7)
+    assert [m["id"] for m in got] == orders + promos
+    assert all(m["priority"] == "high" for m in got[:3])
+
+
+def test_long_poll_wakes_on_a_targeted_send_and_on_a_broadcast(http, stack, shop, backend):
+    p = phone(stack, shop)
+    for send in (
+        lambda: backend.notify({"device_id": p.device_id}),
+        lambda: backend.broadcast(title="flash sale"),
+    ):
+        result: dict = {}
+
+        def waiting(out=result) -> None:
+            started = time.monotonic()
+            out["messages"] = raw_sync(http, stack.base, p.token, ack=p.state.to_ack, wait=25)
+            out["seconds"] = time.monotonic() - started
+
+        t = threading.Thread(target=waiting)
+        t.start()
+        time.sleep(0.5)  # let it wait
+        sent = send()
+        t.join(30)
+        assert [m["id"] for m in result["messages"]] == [sent]
+        assert result["seconds"] < 20  # woken, not timed out
+        p.state.to_ack = [sent]
+
+
+def test_long_poll_times_out_with_no_messages(http, stack, shop):
+    p = phone(stack, shop)
+    started = time.monotonic()
+    assert raw_sync(http, stack.base, p.token, wait=1) == []
+    assert time.monotonic() - started >= 1
+
+
+def test_unregister_during_a_wait_ends_it(http, stack, shop):
+    p = phone(stack, shop)
+    result: dict = {}
+
+    def waiting() -> None:
+        result["response"] = http.post(
+            f"{stack.base}/v1/device/sync", json={"wait": 25}, headers=bearer(p.token), timeout=40
+        )
+
+    t = threading.Thread(target=waiting)
+    t.start()
+    time.sleep(0.5)
+    with requests.Session() as other:
+        assert other.delete(f"{stack.base}/v1/device", headers=bearer(p.token)).status_code == 204
+    t.join(30)
+    assert not t.is_alive()
+    assert result["response"].status_code == 404
+
+
+def test_expired_messages_are_never_returned(http, stack, shop, backend):
+    p = phone(stack, shop)
+    backend.notify({"device_id": p.device_id}, ttl=1, title="gone soon")
+    kept = backend.notify({"device_id": p.device_id}, title="stays")
+    time.sleep(1.5)
+    assert [m["id"] for m in p.drain()] == [kept]
+
+
+def test_collapse_returns_only_the_newest_and_counts_the_rest(http, stack, shop, backend):
+    p = phone(stack, shop)
+    older = [backend.broadcast(title=f"score {i}", collapse_key="score") for i in range(3)]
+    other = backend.broadcast(title="unrelated")
+    got = p.drain()
+    assert [m["id"] for m in got] == [older[-1], other]
+    assert [backend.stats(i)["collapsed"] for i in older] == [1, 1, 0]
+    assert backend.stats(older[-1])["acked"] == 1
+
+
+def test_acks_feed_the_acked_counter(http, stack, shop, backend):
+    phones = [phone(stack, shop, user_id="ack-me") for _ in range(3)]
+    sent = backend.notify({"user_id": "ack-me"})
+    for p in phones[:2]:
+        assert [m["id"] for m in p.drain()] == [sent]
+    stats = backend.stats(sent)
+    assert (stats["targets"], stats["acked"]) == (3, 2)
+
+
+def test_draining_a_10000_message_backlog_loses_and_repeats_nothing(
+    http, stack, shop, settings, names
+):
+    p = phone(stack, shop, user_id="backlog")
+    conn = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    sent: dict[str, list[str]] = {"high": [], "normal": []}
+    for i in range(10_000):
+        kind = "notification" if i % 100 == 0 else "broadcast"
+        m = msgs.build(kind, msgs.Content(title=f"#{i}", data={"i": i}))
+        ch.basic_publish(
+            names.direct_exchange(m.priority),
+            f"device.{p.device_id}",
+            m.encode(),
+            pika.BasicProperties(delivery_mode=2, message_id=m.id, headers=m.headers()),
+            mandatory=True,
+        )
+        sent[m.priority].append(m.id)
+    conn.close()
+    got = p.drain(max=500)
+    ids = [m["id"] for m in got]
+    assert len(ids) == 10_000 and len(set(ids)) == 10_000
+    assert ids == sent["high"] + sent["normal"]
+    assert p.sync() == [] and p.device()["pending"] == 0
+
+
+def test_the_sdk_dedupes_across_restarts(tmp_path, http, stack, shop, backend):
+    state = tmp_path / "phone.json"
+    p = Phone(stack.base, shop["app_key"], state_file=state)
+    p.open_session()
+    sent = backend.notify({"device_id": p.device_id})
+    assert [m["id"] for m in p.sync()] == [sent]
+    # the app dies before acking; a new process with the same state file
+    again = Phone(stack.base, shop["app_key"], state_file=state)
+    assert again.device_id == p.device_id
+    assert again.sync() == []  # redelivered, but the app already saw it
+    assert again.sync() == [] and again.device()["pending"] == 0
+
+
+def test_device_rate_limit_answers_429_and_the_sdk_waits(settings, http, stack, shop):
+    limited = create_app(replace(settings, rate_device_per_s=1, rate_device_burst=2))
+    c = limited.test_client()
+    _, reg = (
+        c.post(
+            "/v1/devices",
+            json={"installation_id": uuid.uuid4().hex, "platform": "ios"},
+            headers={"X-App-Key": shop["app_key"]},
+        ),
+        None,
+    )
+    reg = _.get_json()
+    token = c.post("/v1/sessions", json=reg).get_json()["session_token"]
+    codes = [c.post("/v1/device/sync", json={}, headers=bearer(token)) for _ in range(4)]
+    assert [r.status_code for r in codes][:1] == [200]
+    limited_answers = [r for r in codes if r.status_code == 429]
+    assert limited_answers, [r.status_code for r in codes]
+    r = limited_answers[0]
+    assert int(r.headers["Retry-After"]) >= 1
+    assert "rate limit" in r.get_json()["message"]
+    limited.extensions["pushbox"].close()
+
+
+def test_registration_rate_limit_per_address(settings, shop):
+    limited = create_app(replace(settings, rate_registration_per_s=1, rate_registration_burst=3))
+    c = limited.test_client()
+    codes = [
+        c.post(
+            "/v1/devices",
+            json={"installation_id": uuid.uuid4().hex, "platform": "ios"},
+            headers={"X-App-Key": shop["app_key"]},
+            environ_base={"REMOTE_ADDR": "203.0.113.9"},
+        ).status_code
+        for _ in range(5)
+    ]
+    assert codes[:3] == [201, 201, 201] and 429 in codes[3:]
+    other = c.post(
+        "/v1/devices",
+        json={"installation_id": "x", "platform": "ios"},
+        headers={"X-App-Key": shop["app_key"]},
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
+    assert other.status_code == 201
+    limited.extensions["pushbox"].close()
+
+
+def test_get_device_counts_pending_including_held(http, stack, shop, backend):
+    p = phone(stack, shop)
+    for i in range(3):
+        backend.broadcast(title=f"{i}")
+    assert p.device()["pending"] == 3
+    raw_sync(http, stack.base, p.token, max=2)
+    assert p.device()["pending"] == 3  # two held (returned, not acked) + one queued
