@@ -11,6 +11,7 @@ from dataclasses import replace
 import pika
 import pytest
 import requests
+from werkzeug.serving import make_server
 
 from dispatcher import messages as msgs
 from push_api.app import create_app
@@ -238,27 +239,34 @@ def test_the_sdk_dedupes_across_restarts(tmp_path, http, stack, shop, backend):
     assert again.sync() == [] and again.device()["pending"] == 0
 
 
-def test_device_rate_limit_answers_429_and_the_sdk_waits(settings, http, stack, shop):
+def test_device_rate_limit_answers_429_and_the_sdk_waits(settings, shop):
     limited = create_app(replace(settings, rate_device_per_s=1, rate_device_burst=2))
-    c = limited.test_client()
-    _, reg = (
-        c.post(
-            "/v1/devices",
-            json={"installation_id": uuid.uuid4().hex, "platform": "ios"},
-            headers={"X-App-Key": shop["app_key"]},
-        ),
-        None,
-    )
-    reg = _.get_json()
-    token = c.post("/v1/sessions", json=reg).get_json()["session_token"]
-    codes = [c.post("/v1/device/sync", json={}, headers=bearer(token)) for _ in range(4)]
-    assert [r.status_code for r in codes][:1] == [200]
-    limited_answers = [r for r in codes if r.status_code == 429]
-    assert limited_answers, [r.status_code for r in codes]
-    r = limited_answers[0]
-    assert int(r.headers["Retry-After"]) >= 1
-    assert "rate limit" in r.get_json()["message"]
-    limited.extensions["pushbox"].close()
+    server = make_server("127.0.0.1", 0, limited, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        slept: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            time.sleep(seconds)
+
+        p = Phone(base, shop["app_key"], sleep=sleep)
+        p.open_session()
+        codes = [
+            requests.post(f"{base}/v1/device/sync", json={}, headers=bearer(p.token))
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in codes][:1] == [200]
+        refused = [r for r in codes if r.status_code == 429]
+        assert refused, [r.status_code for r in codes]
+        assert int(refused[0].headers["Retry-After"]) >= 1
+        assert "rate limit" in refused[0].json()["message"]
+        p.sync()  # the bucket is still empty: the SDK waits as told, then succeeds
+        assert slept and slept[0] >= 1
+    finally:
+        server.shutdown()
+        limited.extensions["pushbox"].close()
 
 
 def test_registration_rate_limit_per_address(settings, shop):
