@@ -27,3 +27,20 @@ lint: install
 	$(PY) -m mypy
 	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 	docker-compose config -q
+
+# Benchmarks run against the `make up` stack, restarted with rate limits raised for
+# the run (environment variables only; see bench/README.md).
+BENCH_ENV := PUSH_RATE_DEVICE_PER_S=1000000 PUSH_RATE_DEVICE_BURST=1000000 \
+	PUSH_RATE_SERVER_KEY_PER_S=1000000 PUSH_RATE_SERVER_KEY_BURST=1000000 \
+	PUSH_RATE_REGISTRATION_PER_S=1000000 PUSH_RATE_REGISTRATION_BURST=1000000
+
+.PHONY: bench demo
+bench: install
+	@$(PY) -m scripts.stack down >/dev/null
+	@env $(BENCH_ENV) $(PY) -m scripts.stack up >/dev/null
+	env $(BENCH_ENV) $(PY) -m bench
+	@$(PY) -m scripts.stack down >/dev/null
+	@$(PY) -m scripts.stack up >/dev/null
+
+demo: up
+	@$(PY) -m scripts.demo
