@@ -34,8 +34,11 @@ def show(name: str, messages: list[dict]) -> None:
 
 def main() -> int:
     http = requests.Session()
-    r = http.post(f"{BASE}/v1/apps", json={"name": f"demo shop {uuid.uuid4().hex[:6]}"},
-                  headers={"Authorization": f"Bearer {admin_token()}"})
+    r = http.post(
+        f"{BASE}/v1/apps",
+        json={"name": f"demo shop {uuid.uuid4().hex[:6]}"},
+        headers={"Authorization": f"Bearer {admin_token()}"},
+    )
     r.raise_for_status()
     shop = r.json()
     send = {"Authorization": f"Bearer {shop['server_key']}"}
@@ -57,9 +60,15 @@ def main() -> int:
     sync_all(phones)
 
     print("\n2. an order update goes to bob only")
-    http.post(f"{BASE}/v1/notifications", headers=send,
-              json={"to": {"user_id": "bob"}, "title": "Order #1001 shipped",
-                    "data": {"order_id": "1001", "status": "shipped"}})
+    http.post(
+        f"{BASE}/v1/notifications",
+        headers=send,
+        json={
+            "to": {"user_id": "bob"},
+            "title": "Order #1001 shipped",
+            "data": {"order_id": "1001", "status": "shipped"},
+        },
+    )
     sync_all(phones)
 
     print("\n3. carol goes offline; two promos and an order update for her pile up")
@@ -67,8 +76,11 @@ def main() -> int:
     phones["carol"].go_offline()
     http.post(f"{BASE}/v1/broadcasts", json={"title": "Cyber Monday preview"}, headers=send)
     http.post(f"{BASE}/v1/broadcasts", json={"title": "Free shipping today"}, headers=send)
-    http.post(f"{BASE}/v1/notifications", headers=send,
-              json={"to": {"user_id": "carol"}, "title": "Order #2002 out for delivery"})
+    http.post(
+        f"{BASE}/v1/notifications",
+        headers=send,
+        json={"to": {"user_id": "carol"}, "title": "Order #2002 out for delivery"},
+    )
     sync_all(["alice", "bob"])
     print(f"  carol  offline, {phones['carol'].device()['pending']} messages waiting for her")
 

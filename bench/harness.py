@@ -1,0 +1,461 @@
+"""What every benchmark shares: where the stack is, its credentials, a fleet of
+registered devices, clean-up, raw clients for the baselines, and the results file.
+
+The stack is the one `make up` started (nginx at PUSH_BENCH_URL, default
+http://127.0.0.1:8080); settings come from the same PUSH_* environment as the stack's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pika
+import pymysql
+import redis
+import requests
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import AMQPError
+
+from bench.client import Connection
+from pushbox_core.names import LANES, Names
+from pushbox_core.settings import Settings
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+LATEST = RESULTS_DIR / "latest.json"
+
+FLEET_SIZE = 10_000
+PAYLOAD_TEXT = "x" * 400  # message bodies of about 500 bytes, as in BASELINE.md
+
+
+# ---- where and who
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def names(s: Settings | None = None) -> Names:
+    s = s or settings()
+    return Names(s.namespace, s.redis_prefix)
+
+
+def base_url() -> str:
+    return os.environ.get("PUSH_BENCH_URL", "http://127.0.0.1:8080").rstrip("/")
+
+
+def admin_token() -> str:
+    token = os.environ.get("PUSH_ADMIN_TOKEN")
+    if token:
+        return token
+    path = ROOT / ".run" / "admin-token"
+    if not path.exists():
+        sys.exit(f"no admin token: set PUSH_ADMIN_TOKEN or start the stack (make up): {path}")
+    return path.read_text().strip()
+
+
+def check_stack() -> None:
+    try:
+        r = requests.get(base_url() + "/readyz", timeout=5)
+    except requests.RequestException as e:
+        sys.exit(f"the stack does not answer at {base_url()} ({e}); start it with `make up`")
+    if r.status_code != 200:
+        sys.exit(f"the stack is not ready at {base_url()}: {r.status_code} {r.text}")
+
+
+# ---- figures and results
+@dataclass
+class Figure:
+    name: str
+    value: float | None
+    unit: str
+    baseline: float | None
+    baseline_what: str | None
+    higher_is_better: bool
+    command: str = ""
+    target: str | None = None  # what the issue asks, in words
+    met: bool | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.baseline:
+            return None
+        return self.value / self.baseline
+
+
+def machine() -> str:
+    def run(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+        return (
+            (out.stdout or out.stderr).strip().splitlines()[0]
+            if (out.stdout or out.stderr)
+            else "?"
+        )
+
+    mem_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    s = settings()
+    parts = [
+        f"nproc {os.cpu_count()}",
+        f"{cpu}",
+        f"memory {mem_kb / 1024 / 1024:.1f} GiB",
+        f"{platform.system()} {platform.release()}",
+        f"Python {platform.python_version()}",
+        f"RabbitMQ {run(['rabbitmqctl', '-q', 'version'])}",
+        f"MariaDB {mysql_scalar(s, 'SELECT VERSION()')}",
+        f"Redis {redis_client(s).info('server').get('redis_version', '?')}",
+        run(["nginx", "-v"]).replace("nginx version: ", ""),
+        run(["mosquitto", "-h"]).replace("mosquitto version", "mosquitto"),
+    ]
+    return ", ".join(parts)
+
+
+def write_results(figures: Sequence[Figure]) -> Path:
+    """Merge these figures into latest.json (same name: replaced) and keep this run's
+    figures in a file of their own."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC).replace(microsecond=0)
+    desc = machine()
+    new = [asdict(f) for f in figures]
+    latest: dict[str, Any] = {"figures": []}
+    if LATEST.exists():
+        with contextlib.suppress(ValueError, OSError):
+            latest = json.loads(LATEST.read_text())
+    by_name = {f["name"]: f for f in latest.get("figures", [])}
+    for f in new:
+        by_name[f["name"]] = f
+    order = [
+        "registration_rate",
+        "send_rate",
+        "send_rate_vs_raw_publish",
+        "broadcast_landing_s",
+        "drain_rate",
+        "drain_rate_vs_mosquitto",
+        "wakeup_p99_ms",
+        "waiting_devices",
+        "idle_device_broker_bytes",
+        "idle_device_mysql_bytes",
+        "idle_device_redis_bytes",
+    ]
+    merged = sorted(by_name.values(), key=lambda f: (order + [f["name"]]).index(f["name"]))
+    ran_at = now.isoformat().replace("+00:00", "Z")
+    doc = {"machine": desc, "ran_at": ran_at, "figures": merged}
+    LATEST.write_text(json.dumps(doc, indent=2) + "\n")
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    run_file = RESULTS_DIR / f"{stamp}-{'-'.join(sorted({f.name for f in figures}))[:80]}.json"
+    run_file.write_text(json.dumps({"machine": desc, "ran_at": ran_at, "figures": new}, indent=2))
+    return LATEST
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 1:
+        return f"{v:,.2f}"
+    return f"{v:.3g}"
+
+
+def print_table(figures: Sequence[Figure]) -> None:
+    rows = [("figure", "value", "unit", "baseline", "ratio", "target", "met")]
+    for f in figures:
+        ratio = f.ratio
+        rows.append(
+            (
+                f.name,
+                _num(f.value),
+                f.unit,
+                _num(f.baseline),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                f.target or "-",
+                {True: "yes", False: "NO", None: "-"}[f.met],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, r in enumerate(rows):
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    for f in figures:
+        if f.baseline_what:
+            print(f"  {f.name}: baseline = {f.baseline_what}")
+
+
+def finish(figures: Sequence[Figure]) -> None:
+    """What `python -m bench.<name>` does at the end: print, then merge into latest.json."""
+    print_table(figures)
+    print(f"written to {write_results(figures)}")
+
+
+# ---- raw clients (baselines, set-up and clean-up)
+def rabbit_channel(s: Settings | None = None, *, confirm: bool = False) -> BlockingChannel:
+    params = pika.URLParameters((s or settings()).rabbitmq_url)
+    params.heartbeat = 600
+    params.blocked_connection_timeout = 60
+    ch = pika.BlockingConnection(params).channel()
+    if confirm:
+        ch.confirm_delivery()
+    return ch
+
+
+def close_channel(ch: BlockingChannel) -> None:
+    with contextlib.suppress(AMQPError, OSError):
+        ch.connection.close()
+
+
+def mysql_connect(s: Settings) -> pymysql.Connection:
+    return pymysql.connect(
+        host=s.mysql_host,
+        port=s.mysql_port,
+        user=s.mysql_user,
+        password=s.mysql_password,
+        database=s.mysql_database,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+
+
+def mysql_scalar(s: Settings, sql: str, args: Any = None) -> Any:
+    conn = mysql_connect(s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            row = cur.fetchone()
+            return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def redis_client(s: Settings) -> redis.Redis:
+    return redis.Redis.from_url(s.redis_url, decode_responses=True)
+
+
+def in_threads(items: Sequence[T], threads: int, work: Callable[[list[T]], None]) -> None:
+    """Split items into `threads` slices and run work(slice) on each, in parallel."""
+    slices = [list(items[i::threads]) for i in range(threads)]
+    errors: list[BaseException] = []
+
+    def run(part: list[T]) -> None:
+        try:
+            work(part)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(p,)) for p in slices if p]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def delete_queues(queues: Sequence[str], threads: int = 4) -> None:
+    def work(part: list[str]) -> None:
+        ch = rabbit_channel()
+        try:
+            for q in part:
+                ch.queue_delete(q)
+        finally:
+            close_channel(ch)
+
+    in_threads(queues, threads, work)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: Iterable[float]) -> float:
+    return percentile(list(values), 50)
+
+
+# ---- apps and devices through the API
+@dataclass
+class Device:
+    id: str
+    secret: str
+    token: str | None = None
+
+
+@dataclass
+class Fleet:
+    """An app and devices registered in it, through nginx."""
+
+    app: dict  # id, name, app_key, server_key
+    devices: list[Device] = field(default_factory=list)
+
+    @property
+    def app_id(self) -> str:
+        return str(self.app["id"])
+
+
+def create_app(label: str) -> dict:
+    r = requests.post(
+        base_url() + "/v1/apps",
+        json={"name": f"bench {label} {uuid.uuid4().hex[:8]}"},
+        headers={"Authorization": f"Bearer {admin_token()}"},
+        timeout=10,
+    )
+    if r.status_code != 201:
+        sys.exit(f"could not create an app: {r.status_code} {r.text}")
+    return r.json()
+
+
+async def _register(app_key: str, n: int, concurrency: int) -> tuple[list[Device], float]:
+    left = iter(range(n))
+    out: list[Device] = []
+    tag = uuid.uuid4().hex[:10]
+
+    async def client() -> None:
+        c = Connection(base_url())
+        try:
+            for i in left:
+                a = await c.request(
+                    "POST",
+                    "/v1/devices",
+                    {"installation_id": f"bench-{tag}-{i}", "platform": "android"},
+                    {"X-App-Key": app_key},
+                )
+                if a.status != 201:
+                    raise RuntimeError(f"registration answered {a.status}: {a.body[:300]!r}")
+                reg = a.json()
+                out.append(Device(str(reg["device_id"]), reg["device_secret"]))
+        finally:
+            c.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return out, time.perf_counter() - started
+
+
+def register(fleet: Fleet, n: int, concurrency: int) -> float:
+    """Register n more devices in the fleet's app; returns the seconds it took."""
+    devices, seconds = asyncio.run(_register(fleet.app["app_key"], n, concurrency))
+    fleet.devices += devices
+    return seconds
+
+
+async def _open_sessions(devices: Sequence[Device], concurrency: int) -> None:
+    left = iter([d for d in devices if d.token is None])
+
+    async def client() -> None:
+        c = Connection(base_url())
+        try:
+            for d in left:
+                a = await c.request(
+                    "POST", "/v1/sessions", {"device_id": d.id, "device_secret": d.secret}
+                )
+                if a.status != 201:
+                    raise RuntimeError(f"session answered {a.status}: {a.body[:300]!r}")
+                d.token = a.json()["session_token"]
+        finally:
+            c.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+def open_sessions(devices: Sequence[Device], concurrency: int = 16) -> None:
+    asyncio.run(_open_sessions(devices, concurrency))
+
+
+def new_fleet(label: str, n: int, *, concurrency: int = 16) -> Fleet:
+    fleet = Fleet(create_app(label))
+    if n:
+        print(f"  registering {n} devices for {label} ...", flush=True)
+        register(fleet, n, concurrency)
+    return fleet
+
+
+def remove_fleet(fleet: Fleet) -> None:
+    """Delete what the fleet made: device queues, the app's broadcast exchanges, the
+    devices' Redis keys; the rows are marked deleted (Pushbox never removes rows)."""
+    s = settings()
+    nm = names(s)
+    ids = [d.id for d in fleet.devices]
+    delete_queues([q for i in ids for q in nm.device_queues(i)])
+    ch = rabbit_channel(s)
+    try:
+        for lane in LANES:
+            ch.exchange_delete(nm.broadcast_exchange(fleet.app_id, lane))
+    finally:
+        close_channel(ch)
+    conn = mysql_connect(s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE devices SET status = 'deleted', updated_at = UTC_TIMESTAMP(6)"
+                " WHERE app_id = %s",
+                (fleet.app_id,),
+            )
+    finally:
+        conn.close()
+    r = redis_client(s)
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        pipe = r.pipeline(transaction=False)
+        for i in chunk:
+            pipe.smembers(nm.device_sessions_key(i))
+        hashes = pipe.execute()
+        pipe = r.pipeline(transaction=False)
+        for i, hs in zip(chunk, hashes, strict=True):
+            for h in hs:
+                pipe.delete(nm.session_key(h))
+            pipe.delete(nm.device_sessions_key(i), nm.presence_key(i), nm.holder_key(i))
+        pipe.execute()
+    fleet.devices = []
+
+
+class Shared:
+    """One fleet of FLEET_SIZE devices reused by several benchmarks in one run."""
+
+    fleet: Fleet | None = None
+
+
+@contextlib.contextmanager
+def fleet_of(label: str, n: int, fleet: Fleet | None = None):
+    """The given fleet (not removed after), or a new one of n devices (removed after)."""
+    if fleet is not None and len(fleet.devices) >= n:
+        yield fleet
+        return
+    own = new_fleet(label, n)
+    try:
+        yield own
+    finally:
+        print(f"  removing the {label} devices ...", flush=True)
+        remove_fleet(own)
+
+
+def command(module: str) -> str:
+    return f"python -m bench.{module}  (or make bench)"
