@@ -12,7 +12,8 @@ that one first asks the holder to let go (pushbox_core.signals), and the message
 back redelivered; it then reads them again (the only case that reads twice).
 
 pika's BlockingConnection is not thread-safe, so one thread (a greenlet under gevent)
-owns the holding connection and runs every job on it, one at a time.
+owns each holding connection and runs every job on it, one at a time; a process has a
+few such connections, and a device always uses the same one.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,13 +36,15 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from pushbox_core.errors import BrokerUnavailable, DeviceNotFound
 from pushbox_core.names import LANES, Names
+from pushbox_core.rabbit import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HOLD_S = 60.0  # held messages go back to the queue after this long without a sync
 HOLDINGS_MAX = 1_800  # channels on the holding connection (the broker allows 2,047)
-DELIVERY_WAIT_S = 0.5  # for deliveries the ready count promised (some may expire)
+DELIVERY_WAIT_S = 0.5  # at most, for deliveries the ready count promised
+DELIVERY_GAP_S = 0.05  # deliveries that pause this long have ended (the rest expired)
 JOB_TIMEOUT_S = 30.0
 
 
@@ -83,15 +88,66 @@ def _header(props: pika.BasicProperties, name: str) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _int_header(props: pika.BasicProperties, name: str) -> int | None:
+    """A number header; None when absent or not a number (a message published by
+    hand must not break the device's sync)."""
+    try:
+        value = _header(props, name)
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class Mailbox:
-    def __init__(self, url: str, names: Names, *, name: str = "pushbox-mailbox"):
+    """Several holding connections, each owned by one thread; a device always goes to
+    the same one (by its id), so its holding stays on one channel. Several, so that one
+    device's broker round trips don't make every other device wait."""
+
+    def __init__(
+        self, url: str, names: Names, *, connections: int = 4, name: str = "pushbox-mailbox"
+    ):
+        self._actors = [_Actor(url, names, name=f"{name}-{i}") for i in range(connections)]
+        self.on_released: Callable[[str], None] | None = None
+        for actor in self._actors:
+            actor.on_released = self._released
+
+    def _released(self, device_id: str) -> None:
+        if self.on_released is not None:
+            self.on_released(device_id)
+
+    def _actor(self, device_id: str) -> _Actor:
+        return self._actors[zlib.crc32(device_id.encode()) % len(self._actors)]
+
+    def sync(self, device_id: str, ack: list[str], max_n: int) -> SyncResult:
+        return self._actor(device_id).sync(device_id, ack, max_n)
+
+    def release(self, device_id: str) -> None:
+        """Put back what is held for this device (another process will serve it)."""
+        self._actor(device_id).release(device_id)
+
+    def forget(self, device_id: str) -> None:
+        """The device is gone: drop its holding without telling anyone."""
+        self._actor(device_id).forget(device_id)
+
+    def held_count(self, device_id: str) -> int:
+        return self._actor(device_id).held_count(device_id)
+
+    def close(self) -> None:
+        for actor in self._actors:
+            actor.close()
+
+
+class _Actor:
+    def __init__(self, url: str, names: Names, *, name: str):
         self._params = pika.URLParameters(url)
         self._params.connection_attempts = 1
         self._params.socket_timeout = 5
+        self._params.stack_timeout = 10
         self._params.blocked_connection_timeout = 10
         self._params.heartbeat = 60
         self._params.client_properties = {"connection_name": name}
         self.names = names
+        self._name = name
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -99,13 +155,15 @@ class Mailbox:
         self._holdings: dict[str, Holding] = {}
         self.on_released: Callable[[str], None] | None = None
 
-    # ---- the API other threads call
+    # ---- called from other threads
     def sync(self, device_id: str, ack: list[str], max_n: int) -> SyncResult:
-        return self._run(lambda: self._sync(device_id, set(ack), max_n))
+        return self._run(lambda: self._sync_or_let_go(device_id, set(ack), max_n))
 
     def release(self, device_id: str) -> None:
-        """Put back what is held for this device (another process will serve it)."""
         self._submit(lambda: self._release(device_id))
+
+    def forget(self, device_id: str) -> None:
+        self._submit(lambda: self._let_go(device_id))
 
     def held_count(self, device_id: str) -> int:
         h = self._holdings.get(device_id)
@@ -120,16 +178,17 @@ class Mailbox:
     def _submit(self, fn: Callable[[], T]) -> Future:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, daemon=True, name="pushbox-mailbox"
-                )
+                self._thread = threading.Thread(target=self._loop, daemon=True, name=self._name)
                 self._thread.start()
         future: Future = Future()
         self._jobs.put((fn, future))
         return future
 
     def _run(self, fn: Callable[[], T]) -> T:
-        return self._submit(fn).result(JOB_TIMEOUT_S)
+        try:
+            return self._submit(fn).result(JOB_TIMEOUT_S)
+        except FutureTimeout:
+            raise BrokerUnavailable("the broker is too slow to answer") from None
 
     def _loop(self) -> None:
         while True:
@@ -145,16 +204,16 @@ class Mailbox:
                 if future.set_running_or_notify_cancel():
                     try:
                         future.set_result(fn())
-                    except (AMQPError, OSError) as e:
+                    except (AMQPError, *CONNECTION_ERRORS) as e:
                         self._drop_connection()
-                        future.set_exception(BrokerUnavailable(str(e)))
+                        future.set_exception(BrokerUnavailable(str(e) or type(e).__name__))
                     except BaseException as e:  # noqa: BLE001 - handed to the caller
                         future.set_exception(e)
             try:
                 if self._conn is not None and self._conn.is_open:
                     self._conn.process_data_events(0)  # heartbeats
                 self._expire_holdings()
-            except (AMQPError, OSError) as e:
+            except (AMQPError, *CONNECTION_ERRORS) as e:
                 log.warning("mailbox connection lost: %s", e)
                 self._drop_connection()
 
@@ -168,7 +227,7 @@ class Mailbox:
         self._holdings.clear()
         conn, self._conn = self._conn, None
         if conn is not None and conn.is_open:
-            with contextlib.suppress(AMQPError, OSError):
+            with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
                 conn.close()
 
     def _holding(self, device_id: str) -> Holding:
@@ -185,7 +244,7 @@ class Mailbox:
     def _let_go(self, device_id: str) -> None:
         h = self._holdings.pop(device_id, None)
         if h is not None and h.channel.is_open:
-            with contextlib.suppress(AMQPError, OSError):
+            with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
                 h.channel.close()  # unacked deliveries go back to their queues
 
     def _release(self, device_id: str) -> None:
@@ -199,6 +258,16 @@ class Mailbox:
             self._let_go(device_id)
 
     # ---- one sync, on the owning thread
+    def _sync_or_let_go(self, device_id: str, ack: set[str], max_n: int) -> SyncResult:
+        """A sync that fails half-way gives everything back (closing the channel puts
+        every unacked delivery back in its queue), so no later ack can cover a message
+        that was taken but never returned."""
+        try:
+            return self._sync(device_id, ack, max_n)
+        except BaseException:
+            self._let_go(device_id)
+            raise
+
     def _sync(self, device_id: str, ack: set[str], max_n: int) -> SyncResult:
         h = self._holding(device_id)
         ch = h.channel
@@ -268,7 +337,7 @@ class Mailbox:
             else:
                 kept.append(t)
 
-        self._ack(ch, outstanding, ack_tags)
+        ack_by_tag(ch, outstanding, ack_tags)
         h.held = kept
         return SyncResult(kept[:max_n], acked, collapsed, expired, len(kept))
 
@@ -281,7 +350,6 @@ class Mailbox:
         got: list[Taken] = []
 
         def on_message(_ch, method, props, body) -> None:
-            expires = _header(props, "expires_ms")
             got.append(
                 Taken(
                     id=props.message_id or "",
@@ -290,37 +358,43 @@ class Mailbox:
                     redelivered=bool(method.redelivered),
                     body=body,
                     collapse_key=_header(props, "collapse_key"),
-                    created_ms=int(_header(props, "created_ms") or 0),
-                    expires_ms=int(expires) if expires is not None else None,
+                    created_ms=_int_header(props, "created_ms") or 0,
+                    expires_ms=_int_header(props, "expires_ms"),
                 )
             )
 
         ch.basic_qos(prefetch_count=n)
         consumer = ch.basic_consume(queue_name, on_message)
-        deadline = time.monotonic() + DELIVERY_WAIT_S
+        # the ready count may include expired messages the broker drops as it delivers:
+        # stop once deliveries pause, rather than wait for ones that will never come
         conn = ch.connection
+        deadline = time.monotonic() + DELIVERY_WAIT_S
+        quiet_until = time.monotonic() + DELIVERY_GAP_S
         while len(got) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline or now >= quiet_until:
                 break
-            conn.process_data_events(time_limit=left)
+            before = len(got)
+            conn.process_data_events(time_limit=min(deadline, quiet_until) - now)
+            if len(got) > before:
+                quiet_until = time.monotonic() + DELIVERY_GAP_S
         ch.basic_cancel(consumer)  # deliveries not yet handed to on_message are nacked
         return got
 
-    @staticmethod
-    def _ack(ch: BlockingChannel, outstanding: list[int], ack_tags: list[int]) -> None:
-        """Ack by delivery tag: the longest fully-acked run of the oldest outstanding
-        tags in one frame (multiple), the rest one by one."""
-        if not ack_tags:
-            return
-        to_ack = set(ack_tags)
-        prefix_end = None
-        for tag in sorted(outstanding):
-            if tag not in to_ack:
-                break
-            prefix_end = tag
-        if prefix_end is not None:
-            ch.basic_ack(prefix_end, multiple=True)
-        for tag in ack_tags:
-            if prefix_end is None or tag > prefix_end:
-                ch.basic_ack(tag)
+
+def ack_by_tag(ch: BlockingChannel, outstanding: list[int], ack_tags: list[int]) -> None:
+    """Ack by delivery tag: the longest fully-acked run of the oldest outstanding
+    tags in one frame (multiple), the rest one by one."""
+    if not ack_tags:
+        return
+    to_ack = set(ack_tags)
+    prefix_end = None
+    for tag in sorted(outstanding):
+        if tag not in to_ack:
+            break
+        prefix_end = tag
+    if prefix_end is not None:
+        ch.basic_ack(prefix_end, multiple=True)
+    for tag in ack_tags:
+        if prefix_end is None or tag > prefix_end:
+            ch.basic_ack(tag)

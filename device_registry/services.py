@@ -18,7 +18,7 @@ from device_registry.mailbox import Mailbox, SyncResult, Taken
 from device_registry.sessions import Holders, Presence, Session, Sessions
 from device_registry.store import DEVICE_FIELDS, App, Device, Store
 from device_registry.topology import Route, Topology
-from pushbox_core.errors import DeviceNotFound, PushboxError, Unauthorized
+from pushbox_core.errors import DependencyDown, DeviceNotFound, PushboxError, Unauthorized
 from pushbox_core.keys import hash_key, new_key, same_key
 from pushbox_core.signals import Signals
 
@@ -171,7 +171,7 @@ def update_device(
     new_route = Route(old.id, old.app_id, values["user_id"], topics)
     added = new_route.direct_keys() - route_of(old).direct_keys()
     removed = route_of(old).direct_keys() - new_route.direct_keys()
-    topology.bind(old.id, added)
+    topology.ensure_device(new_route)  # binds what is added; re-creates expired queues
     try:
         store.save_device(old.id, changes.values, None if changes.topics is None else list(topics))
     except PushboxError:
@@ -254,12 +254,7 @@ def sync_device(
     signals.listen()  # this process may hold messages: it must hear requests to let go
     previous = holders.claim(device_id, signals.instance)
     if previous is not None and previous != signals.instance:
-        released = signals.waiter(f"r:{device_id}")
-        try:
-            signals.ask_release(previous, device_id)
-            released.wait(RELEASE_WAIT_S)  # a dead holder's messages are back already
-        finally:
-            signals.forget(released)
+        _take_over(device_id, previous, signals=signals)
     woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
     deadline = time.monotonic() + req.wait_s
     try:
@@ -270,12 +265,37 @@ def sync_device(
             if left <= 0 or not woken.wait(left):
                 break
             woken.clear()
+            holder = holders.current(device_id)
+            if holder is not None and holder != signals.instance:
+                break  # the device synced elsewhere meanwhile: this request is stale
             result = mailbox.sync(device_id, [], req.max)
             _count(result, count)
         return result.messages
     finally:
         if woken is not None:
             signals.forget(woken)
+
+
+def _take_over(device_id: str, previous: str, *, signals: Signals) -> None:
+    """Ask the process that holds the device's messages to let go, and wait until it
+    did: reading before would return newer messages first and miss the acks."""
+    released = signals.waiter(f"r:{device_id}")
+    try:
+        if signals.ask_release(previous, device_id) and not released.wait(RELEASE_WAIT_S):
+            raise DependencyDown("the device's previous API instance")
+    finally:
+        signals.forget(released)
+
+
+def forget_holder(device_id: str, *, mailbox: Mailbox, signals: Signals, holders: Holders) -> None:
+    """After unregistering: whoever holds the device's messages drops them (they are gone
+    with the queue), and a sync waiting for it ends."""
+    holder = holders.drop(device_id)
+    if holder == signals.instance:
+        mailbox.forget(device_id)
+    elif holder is not None:
+        signals.ask_release(holder, device_id)
+    signals.wake_devices([device_id])
 
 
 def _count(result: SyncResult, count: Callable[[dict[tuple[str, str], int]], None]) -> None:

@@ -106,3 +106,14 @@ class Holders:
                 self.names.holder_key(device_id), instance, ex=self.KEEP_S, get=True
             )
         return str(previous) if previous is not None else None
+
+    def current(self, device_id: str) -> str | None:
+        with redis_errors():
+            holder = self.redis.get(self.names.holder_key(device_id))
+        return str(holder) if holder is not None else None
+
+    def drop(self, device_id: str) -> str | None:
+        """The device is gone: forget its holder; returns who it was."""
+        with redis_errors():
+            holder = self.redis.getdel(self.names.holder_key(device_id))
+        return str(holder) if holder is not None else None

@@ -58,6 +58,11 @@ class Topology:
             args["x-queue-version"] = 1  # v2 holds two files per queue: see BASELINE.md
         return args
 
+    def forget_declared(self) -> None:
+        """Declare exchanges again on next use (after the broker lost them)."""
+        self._declared_globals = False
+        self._declared_apps.clear()
+
     def ensure_globals(self) -> None:
         """The direct exchanges and the dead-letter exchange and queue."""
         if self._declared_globals:
@@ -113,13 +118,7 @@ class Topology:
             log.warning("device %s: queue kept with its old arguments", route.device_id)
             self.rabbit.call(lambda ch: declare(ch, passive=True))
 
-    def bind(self, device_id: str, keys: set[str]) -> None:
-        self._rebind(device_id, keys, bind=True)
-
     def unbind(self, device_id: str, keys: set[str]) -> None:
-        self._rebind(device_id, keys, bind=False)
-
-    def _rebind(self, device_id: str, keys: set[str], *, bind: bool) -> None:
         if not keys:
             return
         names = self.names
@@ -128,12 +127,12 @@ class Topology:
             for lane in LANES:
                 queue = names.device_queue(device_id, lane)
                 for key in sorted(keys):
-                    if bind:
-                        ch.queue_bind(queue, names.direct_exchange(lane), key)
-                    else:
-                        ch.queue_unbind(queue, names.direct_exchange(lane), key)
+                    ch.queue_unbind(queue, names.direct_exchange(lane), key)
 
-        self.rabbit.call(change)
+        try:
+            self.rabbit.call(change)
+        except ChannelClosedByBroker as e:  # e.g. the queue expired meanwhile
+            raise BrokerUnavailable(f"{e.reply_code} {e.reply_text}") from None
 
     def delete_device(self, device_id: str) -> None:
         self.delete_queues(self.names.device_queues(device_id))

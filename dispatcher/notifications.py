@@ -34,13 +34,16 @@ class Notifications:
     def __init__(self, db: Database):
         self.db = db
 
-    def record(self, app_id: str, message: Message, target: Target, targets: int) -> bool:
-        """Write the row before publishing; False when this id was recorded already."""
+    def record(
+        self, app_id: str, message: Message, target: Target, targets: int, *, state: str = "sent"
+    ) -> str | None:
+        """Write the row before publishing. Returns None when it is new, else the state
+        of the row this id already has."""
         try:
             self.db.execute(
                 "INSERT INTO notifications (id, app_id, kind, target_kind, target, priority,"
-                " collapse_key, ttl_s, created_at, expires_at, targets)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " collapse_key, ttl_s, created_at, expires_at, targets, state)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     message.id,
                     app_id,
@@ -53,11 +56,16 @@ class Notifications:
                     message.created_at,
                     message.expires_at,
                     targets,
+                    state,
                 ),
             )
-            return True
+            return None
         except pymysql.err.IntegrityError:
-            return False
+            row = self.db.query_one("SELECT state FROM notifications WHERE id = %s", (message.id,))
+            return row["state"] if row else None
+
+    def mark_sent(self, notification_id: str) -> None:
+        self.db.execute("UPDATE notifications SET state = 'sent' WHERE id = %s", (notification_id,))
 
     def forget(self, notification_id: str) -> None:
         """Undo record() when the publish failed: nothing was sent."""

@@ -76,6 +76,7 @@ def notify(
         key=routing_key(app_id, target),
         mandatory=True,
         repair=devices,
+        message_id=message_id,
     )
     d.signals.wake_devices(devices)
     return Sent(message.id, len(devices))
@@ -116,16 +117,25 @@ def _record_and_publish(
     key: str,
     mandatory: bool,
     repair: list[str] | tuple,
+    message_id: str | None = None,
 ) -> None:
-    if not d.notifications.record(app_id, message, target, targets):
+    # a fixed id (an order event) may come back after a crash: it is recorded as
+    # "sending" until the broker confirmed, and published again if it comes back so
+    fixed_id = message_id is not None
+    earlier = d.notifications.record(
+        app_id, message, target, targets, state="sending" if fixed_id else "sent"
+    )
+    if earlier == "sent":
         log.info("notification %s was sent already; not sending it again", message.id)
         return
     try:
         _publish(message, exchange, key, mandatory, d=d)
     except NotDelivered:
-        # no queue took it: the device queues are gone (deleted by hand, or lost with a
-        # broker). The devices are active, so give them their queues back, then retry.
+        # no queue (or no exchange) took it: the topology is gone (deleted by hand, or
+        # lost with a broker). The devices are active, so give it back, then retry.
         try:
+            d.topology.forget_declared()  # the broker may have lost its exchanges too
+            d.topology.ensure_app(app_id)
             for device_id in repair:
                 device = d.store.device(device_id)
                 if device is not None and device.active:
@@ -137,6 +147,8 @@ def _record_and_publish(
     except PushboxError:
         _forget(message.id, d=d)
         raise
+    if fixed_id:
+        d.notifications.mark_sent(message.id)
 
 
 def _publish(message: Message, exchange: str, key: str, mandatory: bool, *, d: Dispatch) -> None:

@@ -23,9 +23,11 @@ from push_api.schemas import (
 blp = Blueprint("devices", __name__, url_prefix="/v1", description="Devices")
 
 
-def _registration_limit() -> None:
+def _address_limit(kind: str) -> None:
+    """Calls made without credentials are limited by client address (the registration
+    limit: many phones may share a carrier's address)."""
     s = deps().settings
-    limit = Limit("address", s.rate_registration_per_s, s.rate_registration_burst)
+    limit = Limit(kind, s.rate_registration_per_s, s.rate_registration_burst)
     deps().limiter.check(limit, request.remote_addr or "unknown")
 
 
@@ -60,7 +62,7 @@ class Devices(MethodView):
     @blp.alt_response(503, description="a dependency is down; nothing was registered")
     def post(self, req: RegistrationRequest):
         """Register an app instance (X-App-Key): a device with its own durable queue."""
-        _registration_limit()
+        _address_limit("address")
         d = deps()
         app = services.app_for_app_key(request.headers.get("X-App-Key", ""), store=d.store)
         reg = services.register_device(
@@ -77,7 +79,9 @@ class Sessions(MethodView):
     @blp.alt_response(401, description="unknown device or wrong secret")
     def post(self, body: dict):
         """Open a session with the device secret; the token works on every instance."""
-        _device_limit(body["device_id"])
+        # by address, not by device: anyone may call this, and must not be able to
+        # spend a device's own budget by guessing its id
+        _address_limit("session address")
         d = deps()
         token = services.open_session(
             body["device_id"], body["device_secret"], store=d.store, sessions=d.sessions
@@ -124,7 +128,9 @@ class Device(MethodView):
         _device_limit(session.device_id)
         d = deps()
         services.delete_device(session, store=d.store, topology=d.topology, sessions=d.sessions)
-        d.signals.wake_devices([session.device_id])  # a sync waiting for it ends now
+        services.forget_holder(
+            session.device_id, mailbox=d.mailbox, signals=d.signals, holders=d.holders
+        )
 
 
 @blp.route("/device/sync")

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pika.exceptions import (
     AMQPChannelError,
     AMQPConnectionError,
@@ -36,6 +37,12 @@ POOL_SIZE_MAX = 32
 PERSISTENT = 2
 
 
+# pika raises these for a broker it cannot reach or that stops answering; the connector
+# exceptions (a handshake that times out) are not AMQPErrors
+CONNECTION_ERRORS = (AMQPConnectionError, AMQPConnectorException, OSError)
+IDLE_EVICT_S = 300.0  # well inside the heartbeat timeout: a pooled connection never goes stale
+
+
 def backoff_s(attempt: int) -> float:
     return min(0.05 * 2**attempt, 1.0)
 
@@ -50,17 +57,19 @@ class Rabbit:
         self._params.heartbeat = 600
         self._params.client_properties = {"connection_name": name}
         self._lock = threading.Lock()
-        self._idle: list[BlockingChannel] = []
+        self._idle: list[tuple[BlockingChannel, float]] = []
         self._pid = os.getpid()
 
     def _take(self) -> BlockingChannel:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's sockets are not ours
                 self._idle, self._pid = [], os.getpid()
+            now = time.monotonic()
             while self._idle:
-                ch = self._idle.pop()
-                if ch.is_open and ch.connection.is_open:
+                ch, since = self._idle.pop()
+                if ch.is_open and ch.connection.is_open and now - since < IDLE_EVICT_S:
                     return ch
+                _close_quietly(ch)
         conn = pika.BlockingConnection(self._params)
         ch = conn.channel()
         ch.confirm_delivery()
@@ -76,7 +85,7 @@ class Rabbit:
                 return
         with self._lock:
             if self._pid == os.getpid() and len(self._idle) < POOL_SIZE_MAX and ch.is_open:
-                self._idle.append(ch)
+                self._idle.append((ch, time.monotonic()))
                 return
         _close_quietly(ch)
 
@@ -86,16 +95,16 @@ class Rabbit:
         (callers that expect 404s catch it); a lost connection raises BrokerUnavailable."""
         try:
             ch = self._take()
-        except (AMQPError, OSError) as e:
-            raise BrokerUnavailable(str(e)) from None
+        except (AMQPError, *CONNECTION_ERRORS) as e:
+            raise BrokerUnavailable(str(e) or type(e).__name__) from None
         try:
             yield ch
         except (AMQPChannelError, PushboxError):
             self._give_back(ch)
             raise
-        except (AMQPConnectionError, OSError, AMQPError) as e:
+        except (AMQPError, *CONNECTION_ERRORS) as e:
             _close_quietly(ch)
-            raise BrokerUnavailable(str(e)) from None
+            raise BrokerUnavailable(str(e) or type(e).__name__) from None
         except BaseException:
             _close_quietly(ch)
             raise
@@ -168,7 +177,7 @@ class Rabbit:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for ch in idle:
+        for ch, _ in idle:
             _close_quietly(ch)
 
 

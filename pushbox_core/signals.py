@@ -63,8 +63,18 @@ class Signals:
     def wake_app(self, app_id: str) -> None:
         self._publish({"wake": [f"a:{app_id}"]})
 
-    def ask_release(self, holder: str, device_id: str) -> None:
-        self._publish({"release": device_id, "to": holder})
+    def ask_release(self, holder: str, device_id: str) -> bool:
+        """Ask `holder` to let go of a device's messages; False when no process of that
+        name is listening (it died, and the broker took its messages back)."""
+        message = json.dumps({"release": device_id, "to": holder})
+        try:
+            return bool(self.redis.publish(self._own_channel(holder), message))
+        except redis.RedisError as e:
+            log.warning("could not ask %s to let go of device %s: %s", holder, device_id, e)
+            return True  # it may be alive: let the caller wait for it
+
+    def _own_channel(self, instance: str) -> str:
+        return f"{self.names.signals_channel}:{instance}"
 
     def released(self, device_id: str) -> None:
         self._publish({"wake": [f"r:{device_id}"]})
@@ -117,7 +127,7 @@ class Signals:
         while not self._closed:
             try:
                 self._pubsub = pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.names.signals_channel)
+                pubsub.subscribe(self.names.signals_channel, self._own_channel(self.instance))
                 self._subscribed.set()
                 for item in pubsub.listen():
                     if item.get("type") == "message":

@@ -27,6 +27,11 @@ def nginx_binary() -> str:
 
 
 def alive(pid: int) -> bool:
+    try:  # a child of ours that exited is a zombie until reaped: reap it
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
         return True
@@ -174,13 +179,18 @@ class Stack:
 
     def down(self) -> list[str]:
         stopped = []
-        pidfiles = [self.run_dir / "nginx.pid", self._dispatcher_pid()]
-        pidfiles += [self._api_pid(p) for p in self.api_ports]
-        for pidfile in pidfiles:
+        # gunicorn: SIGINT, a quick stop (a graceful one waits out idle keep-alive
+        # connections and long polls; what a sync held goes back to the queue anyway)
+        pidfiles = [
+            (self.run_dir / "nginx.pid", signal.SIGTERM),
+            (self._dispatcher_pid(), signal.SIGTERM),
+        ]
+        pidfiles += [(self._api_pid(p), signal.SIGINT) for p in self.api_ports]
+        for pidfile, how in pidfiles:
             pid = read_pid(pidfile)
             if pid is None:
                 continue
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, how)
             for _ in range(100):
                 if not alive(pid):
                     break
@@ -189,6 +199,7 @@ class Stack:
                 os.kill(pid, signal.SIGKILL)
             pidfile.unlink(missing_ok=True)
             stopped.append(pidfile.stem)
+
         return stopped
 
 

@@ -34,7 +34,9 @@ class State:
     installation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     device_id: str | None = None
     device_secret: str | None = None
-    seen: deque = field(default_factory=lambda: deque(maxlen=SEEN_IDS_KEPT))
+    seen: deque = field(default_factory=lambda: deque(maxlen=SEEN_IDS_KEPT))  # handled ids
+    # acked on the next sync; kept in memory only: after a crash, what was not acked
+    # comes back, and `seen` tells what the app had already handled
     to_ack: list[str] = field(default_factory=list)
 
     @classmethod
@@ -47,7 +49,6 @@ class State:
             device_id=raw.get("device_id"),
             device_secret=raw.get("device_secret"),
             seen=deque(raw.get("seen", []), maxlen=SEEN_IDS_KEPT),
-            to_ack=list(raw.get("to_ack", [])),
         )
 
     def save(self, path: Path | None) -> None:
@@ -153,9 +154,13 @@ class Phone:
             raise SdkError(r.status_code, r.json().get("message", r.text))
         self.token = r.json()["session_token"]
 
-    def sync(self, *, wait: float = 0, max: int = 100) -> list[dict]:
-        """Ack what was handled, then fetch. Returns only messages the app has not
-        seen; the caller hands them to the app, then they are acked next time."""
+    def sync(
+        self, *, wait: float = 0, max: int = 100, handle: Callable[[dict], None] | None = None
+    ) -> list[dict]:
+        """Ack what was handled, then fetch. Each message the app has not seen yet goes
+        to `handle` (when given) and is recorded as handled once `handle` returns; if it
+        raises, that message and the rest stay unacked and come back. Returns the new
+        messages handled this time (without `handle`, returning them is handling)."""
         if not self.online:
             return []
         body = {"ack": self.state.to_ack, "max": max, "wait": wait}
@@ -167,14 +172,18 @@ class Phone:
             r = self._call("POST", "/v1/device/sync", body, headers=self._auth(), timeout=wait + 15)
         if r.status_code != 200:
             raise SdkError(r.status_code, r.json().get("message", r.text))
-        messages = r.json()["messages"]
-        self.state.to_ack = [m["id"] for m in messages]  # the app handles all it gets
+        self.state.to_ack = []
         fresh = []
-        for m in messages:
-            if m["id"] not in self._seen_set:
-                fresh.append(m)
-                self._remember(m["id"])
-        self.state.save(self.state_file)
+        try:
+            for m in r.json()["messages"]:
+                if m["id"] not in self._seen_set:
+                    if handle is not None:
+                        handle(m)
+                    fresh.append(m)
+                    self._remember(m["id"])
+                self.state.to_ack.append(m["id"])  # handled now or before: ack it
+        finally:
+            self.state.save(self.state_file)
         return fresh
 
     def flush_acks(self) -> None:

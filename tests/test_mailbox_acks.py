@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device_registry.mailbox import Mailbox
+from device_registry.mailbox import ack_by_tag
 
 
 class RecordingChannel:
@@ -15,7 +15,7 @@ class RecordingChannel:
 
 def acks(outstanding, to_ack):
     ch = RecordingChannel()
-    Mailbox._ack(ch, outstanding, to_ack)  # type: ignore[arg-type]
+    ack_by_tag(ch, outstanding, to_ack)  # type: ignore[arg-type]
     return ch.acks
 
 

@@ -183,3 +183,31 @@ def _consuming(channel, names) -> bool:
         return False
     probe.close()
     return q.method.consumer_count == 1
+
+
+def test_an_event_recorded_but_never_confirmed_is_sent_when_it_comes_back(
+    client, settings, names, app, rabbit_channel
+):
+    from dispatcher import services
+    from dispatcher.messages import build
+
+    d = app.extensions["pushbox"]
+    shop = new_app(client, settings)
+    device_id = register(client, shop, user_id="zoe")[1]["device_id"]
+    event = parse(
+        json.dumps(
+            {"app_id": shop["id"], "user_id": "zoe", "order_id": "Z-1", "status": "paid"}
+        ).encode()
+    )
+    # a worker recorded it and died before the broker confirmed
+    crashed = build("notification", event.content(), message_id=event.message_id)
+    d.notifications.record(shop["id"], crashed, event.target(), 1, state="sending")
+    services.notify(
+        shop["id"], event.target(), event.content(), d=d.dispatch, message_id=event.message_id
+    )
+    assert [m["id"] for m in take_all(rabbit_channel, names, device_id)] == [event.message_id]
+    # once confirmed, the same event again sends nothing
+    services.notify(
+        shop["id"], event.target(), event.content(), d=d.dispatch, message_id=event.message_id
+    )
+    assert take_all(rabbit_channel, names, device_id) == []

@@ -230,12 +230,22 @@ def test_the_sdk_dedupes_across_restarts(tmp_path, http, stack, shop, backend):
     state = tmp_path / "phone.json"
     p = Phone(stack.base, shop["app_key"], state_file=state)
     p.open_session()
-    sent = backend.notify({"device_id": p.device_id})
-    assert [m["id"] for m in p.sync()] == [sent]
-    # the app dies before acking; a new process with the same state file
+    handled, crashed = [], ["dies before acking"]
+    first, second = (backend.notify({"device_id": p.device_id}, title=t) for t in "ab")
+
+    def handle(m: dict) -> None:
+        if m["id"] == second and crashed:
+            raise RuntimeError(crashed.pop())
+        handled.append(m["id"])
+
+    with pytest.raises(RuntimeError):
+        p.sync(handle=handle)  # handles the first, dies on the second: nothing acked
+    # a new process with the same state file: both come back redelivered; the app sees
+    # only the one it had not handled, and both are acked
     again = Phone(stack.base, shop["app_key"], state_file=state)
     assert again.device_id == p.device_id
-    assert again.sync() == []  # redelivered, but the app already saw it
+    assert [m["id"] for m in again.sync(handle=handle)] == [second]
+    assert handled == [first, second]
     assert again.sync() == [] and again.device()["pending"] == 0
 
 
@@ -299,3 +309,65 @@ def test_get_device_counts_pending_including_held(http, stack, shop, backend):
     assert p.device()["pending"] == 3
     raw_sync(http, stack.base, p.token, max=2)
     assert p.device()["pending"] == 3  # two held (returned, not acked) + one queued
+
+
+def test_a_deleted_and_registered_again_device_gets_none_of_its_old_messages(
+    http, stack, shop, backend
+):
+    p = phone(stack, shop)
+    backend.notify({"device_id": p.device_id}, title="before")
+    assert len(raw_sync(http, stack.base, p.token)) == 1  # held by the instance now
+    installation, device_id = p.state.installation_id, p.device_id
+    p.unregister()
+    again = Phone(stack.base, shop["app_key"])
+    again.state.installation_id = installation
+    again.open_session()
+    assert again.device_id == device_id  # same installation, same device id
+    assert raw_sync(http, stack.base, again.token) == []
+    fresh = backend.notify({"device_id": again.device_id}, title="after")
+    assert [m["id"] for m in again.drain()] == [fresh]
+
+
+def test_a_dead_holder_does_not_delay_the_next_sync(http, stack, shop, backend, app, names):
+    p = phone(stack, shop)
+    sent = backend.notify({"device_id": p.device_id})
+    # the device was last served by a process that has since died
+    app.extensions["pushbox"].redis.set(names.holder_key(p.device_id), "ghost:1:dead")
+    assert [m["id"] for m in raw_sync(http, stack.base, p.token)] == [sent]
+
+
+def test_a_holder_that_does_not_let_go_makes_sync_answer_503(
+    http, stack, shop, backend, app, names
+):
+    p = phone(stack, shop)
+    backend.notify({"device_id": p.device_id})
+    r = app.extensions["pushbox"].redis
+    mute = r.pubsub()
+    mute.subscribe(f"{names.signals_channel}:mute:1:alive")  # alive, never answers
+    try:
+        r.set(names.holder_key(p.device_id), "mute:1:alive")
+        answer = http.post(
+            f"{stack.base}/v1/device/sync", json={}, headers=bearer(p.token), timeout=30
+        )
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
+        assert "previous API instance" in answer.json()["message"]
+    finally:
+        mute.close()
+    # the holder key now names the instance that answered: the retry goes through
+    assert len(raw_sync(http, stack.base, p.token)) == 1
+
+
+def test_failed_session_attempts_do_not_spend_the_devices_budget(settings, shop):
+    limited = create_app(replace(settings, rate_device_per_s=1, rate_device_burst=2))
+    c = limited.test_client()
+    reg = c.post(
+        "/v1/devices",
+        json={"installation_id": uuid.uuid4().hex, "platform": "ios"},
+        headers={"X-App-Key": shop["app_key"]},
+    ).get_json()
+    for _ in range(5):
+        wrong = {**reg, "device_secret": "ds_guess"}
+        assert c.post("/v1/sessions", json=wrong).status_code == 401
+    token = c.post("/v1/sessions", json=reg).get_json()["session_token"]
+    assert c.post("/v1/device/sync", json={}, headers=bearer(token)).status_code == 200
+    limited.extensions["pushbox"].close()
