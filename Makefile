@@ -21,6 +21,8 @@ test: install
 reconcile: install
 	@$(PY) -m device_registry reconcile
 
+# the compose check needs Debian's docker-compose: installed on first use (it brings
+# Docker's client packages; no Docker engine is started)
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -38,9 +40,8 @@ BENCH_ENV := PUSH_RATE_DEVICE_PER_S=1000000 PUSH_RATE_DEVICE_BURST=1000000 \
 bench: install
 	@$(PY) -m scripts.stack down >/dev/null
 	@env $(BENCH_ENV) $(PY) -m scripts.stack up >/dev/null
-	env $(BENCH_ENV) $(PY) -m bench
-	@$(PY) -m scripts.stack down >/dev/null
-	@$(PY) -m scripts.stack up >/dev/null
+	@env $(BENCH_ENV) $(PY) -m bench; rc=$$?; \
+	  $(PY) -m scripts.stack down >/dev/null; $(PY) -m scripts.stack up >/dev/null; exit $$rc
 
 demo: up
 	@$(PY) -m scripts.demo

@@ -32,8 +32,13 @@ if [ ${#need[@]} -gt 0 ]; then
   # services are started below, not by the packages (there may be no init system)
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_log=$(mktemp /tmp/pushbox-apt.XXXXXX)
+  # packages that try to start their service are refused (policy-rc.d): expected
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } \
+      >"$apt_log" 2>&1; then
+    tail -30 "$apt_log"; say "apt-get failed (whole log: $apt_log)"; exit 1
+  fi
+  rm -f "$apt_log"
   rm -f /usr/sbin/policy-rc.d
   trap - EXIT
 fi
