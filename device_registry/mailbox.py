@@ -332,7 +332,8 @@ class _Actor:
                     newest[t.collapse_key] = t
         kept = []
         for t in live:
-            if t.collapse_key and newest[t.collapse_key] is not t:
+            given_before = t.redelivered  # the app has it already: not a collapse
+            if t.collapse_key and newest[t.collapse_key] is not t and not given_before:
                 settle(t, collapsed)
             else:
                 kept.append(t)
