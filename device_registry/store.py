@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,9 +52,13 @@ _DEVICE_COLUMNS = (
 )
 
 
+SERVER_KEY_CACHE_S = 60.0  # apps are never deleted; a key lookup is on every send
+
+
 class Store:
     def __init__(self, db: Database):
         self.db = db
+        self._apps_by_server_key: dict[str, tuple[App, float]] = {}
 
     # apps
     def create_app(self, name: str, app_key_hash: str, server_key_hash: str) -> App:
@@ -72,12 +77,30 @@ class Store:
         )
         return _app(row) if row else None
 
+    def active_device_of_app(self, app_id: str, device_id: str) -> bool:
+        if not device_id.isdigit():
+            return False
+        row = self.db.query_one(
+            "SELECT 1 AS found FROM devices WHERE id = %s AND app_id = %s AND status = 'active'",
+            (device_id, app_id),
+        )
+        return row is not None
+
     def app_by_server_key(self, server_key_hash: str) -> App | None:
+        cached = self._apps_by_server_key.get(server_key_hash)
+        if cached is not None and time.monotonic() - cached[1] < SERVER_KEY_CACHE_S:
+            return cached[0]
         row = self.db.query_one(
             "SELECT id, name, created_at FROM apps WHERE server_key_hash = %s",
             (server_key_hash,),
         )
-        return _app(row) if row else None
+        if row is None:
+            return None
+        app = _app(row)
+        if len(self._apps_by_server_key) > 10_000:
+            self._apps_by_server_key.clear()
+        self._apps_by_server_key[server_key_hash] = (app, time.monotonic())
+        return app
 
     def app_ids(self) -> list[str]:
         return [str(r["id"]) for r in self.db.query("SELECT id FROM apps ORDER BY id")]

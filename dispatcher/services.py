@@ -84,8 +84,8 @@ def notify(
 
 def audience(app_id: str, target: Target, *, store: Store) -> list[str]:
     if target.kind == "device":
-        device = store.device(target.value or "")
-        found = [device.id] if device and device.active and device.app_id == app_id else []
+        value = target.value or ""
+        found = [value] if store.active_device_of_app(app_id, value) else []
     elif target.kind == "user":
         found = store.user_devices(app_id, target.value or "")
     elif target.kind == "topic":
