@@ -8,6 +8,7 @@ http://127.0.0.1:8080); settings come from the same PUSH_* environment as the st
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -459,3 +460,111 @@ def fleet_of(label: str, n: int, fleet: Fleet | None = None):
 
 def command(module: str) -> str:
     return f"python -m bench.{module}  (or make bench)"
+
+
+# ---- raw publishing with many confirms in flight
+def pushbox_message(kind: str = "broadcast", priority: str | None = None) -> tuple[bytes, Any]:
+    """One message in Pushbox's wire format, with the properties Pushbox publishes."""
+    from dispatcher import messages as msgs
+
+    m = msgs.build(kind, msgs.Content(title="bench", body=PAYLOAD_TEXT, priority=priority))
+    props = pika.BasicProperties(
+        delivery_mode=2,
+        message_id=m.id,
+        headers=m.headers(),
+        expiration=str(m.ttl_s * 1000),
+        content_type="application/json",
+    )
+    return m.encode(), props
+
+
+def publish_many(
+    exchange: str,
+    messages: Sequence[tuple[str, bytes, Any]],
+    *,
+    window: int = 1_000,
+    mandatory: bool = True,
+) -> float:
+    """Publish (routing key, body, properties) with `window` confirms in flight, on one
+    channel of pika's asynchronous adapter (the blocking one waits for each confirm).
+    Returns the seconds from the first publish to the last confirm."""
+    from pika.adapters.select_connection import SelectConnection
+
+    n = len(messages)
+    st: dict[str, Any] = {"sent": 0, "confirmed": 0, "returned": 0, "nacked": 0}
+    st.update(t0=0.0, t1=0.0)
+    pending: collections.deque[int] = collections.deque()
+    channels: list[Any] = []
+
+    def pump() -> None:
+        ch = channels[0]
+        while st["sent"] < n and len(pending) < window:
+            key, body, props = messages[st["sent"]]
+            ch.basic_publish(exchange, key, body, props, mandatory=mandatory)
+            st["sent"] += 1
+            pending.append(st["sent"])
+
+    def on_confirm(frame: Any) -> None:
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            st["nacked"] += 1
+        tag = method.delivery_tag
+        if method.multiple:
+            while pending and pending[0] <= tag:
+                pending.popleft()
+                st["confirmed"] += 1
+        else:
+            pending.remove(tag)
+            st["confirmed"] += 1
+        if st["confirmed"] >= n:
+            st["t1"] = time.perf_counter()
+            channels[0].close()
+        else:
+            pump()
+
+    def on_channel_closed(_ch: Any, reason: Any) -> None:
+        st["closed"] = repr(reason)
+        if conn.is_open:
+            conn.close()
+
+    def on_channel(ch: Any) -> None:
+        channels.append(ch)
+        ch.add_on_close_callback(on_channel_closed)
+        ch.add_on_return_callback(lambda *a: st.__setitem__("returned", st["returned"] + 1))
+
+        def go(_frame: Any) -> None:
+            st["t0"] = time.perf_counter()
+            pump()
+
+        ch.confirm_delivery(on_confirm, callback=go)
+
+    conn = SelectConnection(
+        pika.URLParameters(settings().rabbitmq_url),
+        on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+        on_close_callback=lambda c, e: c.ioloop.stop(),
+    )
+    conn.ioloop.start()
+    if st["returned"] or st["nacked"] or not st["t1"]:
+        raise RuntimeError(f"raw publish went wrong: {st}")
+    return st["t1"] - st["t0"]
+
+
+def ready_counts(queues: Sequence[str], threads: int = 4) -> dict[str, int]:
+    """Ready messages of each queue, by passive declares over AMQP (rabbitmqctl
+    list_queues times out on busy queues at this scale). A missing queue counts -1."""
+    counts: dict[str, int] = {}
+
+    def work(part: list[str]) -> None:
+        ch = rabbit_channel()
+        try:
+            for q in part:
+                try:
+                    counts[q] = ch.queue_declare(q, passive=True).method.message_count
+                except pika.exceptions.ChannelClosedByBroker:
+                    counts[q] = -1
+                    ch = rabbit_channel()
+        finally:
+            close_channel(ch)
+
+    in_threads(queues, threads, work)
+    return counts

@@ -9,16 +9,22 @@ import redis
 
 from pushbox_core.errors import CacheUnavailable
 
+MAX_CONNECTIONS = 500  # a process serves thousands of greenlets; each call is short
+POOL_WAIT_S = 5
+
 
 def connect(url: str) -> redis.Redis:
     """A client; it opens connections on first use, not here."""
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,  # a burst waits for a connection instead of failing
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
         decode_responses=True,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 @contextmanager

@@ -1,0 +1,49 @@
+"""`make bench`: every figure, one run, one fleet of 10,000 devices shared where the
+figures allow; prints the table and writes bench/results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bench import broadcast, drain, harness, idle_cost, registration, send, waiting, wakeup
+from bench.harness import Figure
+
+
+def main() -> None:
+    harness.check_stack()
+    started = time.monotonic()
+    figures: list[Figure] = []
+
+    def keep(new: list[Figure]) -> None:
+        """Kept as they come, so that a run cut short still leaves its figures."""
+        figures.extend(new)
+        harness.write_results(new)
+
+    before = idle_cost.snapshot()
+    fleet = harness.new_fleet("bench", 0)
+    try:
+        rate = registration.pushbox_rate(fleet)  # its 5,000 devices join the fleet
+        rest = harness.FLEET_SIZE - len(fleet.devices)
+        print(f"fleet: registering {rest} more devices ...", flush=True)
+        harness.register(fleet, rest, 16)
+        after = idle_cost.snapshot()
+        print("idle cost: opening a session for every device ...", flush=True)
+        harness.open_sessions(fleet.devices)
+        idle = idle_cost.figures(fleet, before, after, idle_cost.redis_used())
+        print("registration: raw declare + bind ...", flush=True)
+        keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
+        for module in (wakeup, waiting, send, broadcast):
+            keep(module.run(fleet))
+    finally:
+        print("removing the fleet ...", flush=True)
+        harness.remove_fleet(fleet)
+    keep(drain.run())
+    print(f"\nPushbox benchmarks ({time.monotonic() - started:.0f} s):\n")
+    order = [f["name"] for f in json.loads(harness.LATEST.read_text())["figures"]]
+    figures.sort(key=lambda f: order.index(f.name) if f.name in order else len(order))
+    harness.finish(figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Cost of an idle device at 10,000 devices: broker memory, MySQL bytes and Redis bytes
+per registered device that opened a session and went quiet. No baselines.
+
+- broker: the RabbitMQ node's Erlang memory (`rabbitmqctl status`, after a garbage
+  collection of every process) before and after registering the devices, divided by
+  their number; the detail also gives the `rabbitmq-diagnostics memory_breakdown`
+  deltas and the sum of `rabbitmqctl list_queues memory` over the devices' two lanes.
+- MySQL: data_length + index_length of the registry tables (information_schema,
+  after ANALYZE TABLE) before and after, divided by the number of devices.
+- Redis: MEMORY USAGE of each device's keys once it opened a session (the session,
+  the device's session index, its presence), averaged; the detail also gives the
+  INFO used_memory delta across opening the sessions.
+A holder key (written by a sync) expires 5 minutes after the sync, so an idle device
+does not keep one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+from bench import harness
+from bench.harness import Figure, Fleet
+
+TABLES = ("devices", "device_topics")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    erlang_bytes: int
+    breakdown: dict[str, int]
+    mysql_bytes: int
+    redis_bytes: int
+
+
+def _rabbit_json(*args: str) -> dict:
+    out = subprocess.run(
+        [*args, "--formatter", "json"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    return json.loads(out)
+
+
+def broker_memory() -> tuple[int, dict[str, int]]:
+    subprocess.run(
+        ["rabbitmqctl", "-q", "eval", "[garbage_collect(P) || P <- processes()], ok."],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    total = int(_rabbit_json("rabbitmqctl", "-q", "status")["memory"]["total"]["erlang"])
+    parts = _rabbit_json("rabbitmq-diagnostics", "-q", "memory_breakdown", "--unit", "bytes")
+    return total, {k: int(v["bytes"]) for k, v in parts.items()}
+
+
+def mysql_bytes() -> int:
+    s = harness.settings()
+    conn = harness.mysql_connect(s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE TABLE " + ", ".join(TABLES))
+            cur.fetchall()
+            cur.execute(
+                "SELECT SUM(data_length + index_length) FROM information_schema.tables"
+                " WHERE table_schema = %s AND table_name IN %s",
+                (s.mysql_database, TABLES),
+            )
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def redis_used() -> int:
+    return int(harness.redis_client(harness.settings()).info("memory")["used_memory"])
+
+
+def snapshot() -> Snapshot:
+    total, breakdown = broker_memory()
+    return Snapshot(total, breakdown, mysql_bytes(), redis_used())
+
+
+def queue_memory(fleet: Fleet) -> int:
+    nm = harness.names()
+    mine = {q for d in fleet.devices for q in nm.device_queues(d.id)}
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "memory"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    total = 0
+    for line in out.splitlines():
+        name, _, mem = line.partition("\t")
+        if name in mine and mem.strip().isdigit():
+            total += int(mem)
+    return total
+
+
+def redis_keys_bytes(fleet: Fleet) -> int:
+    """MEMORY USAGE summed over every device's keys."""
+    s = harness.settings()
+    nm = harness.names(s)
+    r = harness.redis_client(s)
+    total = 0
+    ids = [d.id for d in fleet.devices]
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        pipe = r.pipeline(transaction=False)
+        for i in chunk:
+            pipe.smembers(nm.device_sessions_key(i))
+        hashes = pipe.execute()
+        pipe = r.pipeline(transaction=False)
+        for i, hs in zip(chunk, hashes, strict=True):
+            for h in hs:
+                pipe.memory_usage(nm.session_key(h))
+            pipe.memory_usage(nm.device_sessions_key(i))
+            pipe.memory_usage(nm.presence_key(i))
+        total += sum(int(x or 0) for x in pipe.execute())
+    return total
+
+
+def figures(fleet: Fleet, before: Snapshot, after: Snapshot, redis_after: int) -> list[Figure]:
+    """`before`: ahead of registering the fleet; `after`: once registered, before any
+    session; `redis_after`: INFO used_memory once every device opened a session."""
+    n = len(fleet.devices)
+    cmd = harness.command("idle_cost")
+    breakdown = {
+        k: round((after.breakdown.get(k, 0) - before.breakdown.get(k, 0)) / n)
+        for k in after.breakdown
+    }
+    queues = queue_memory(fleet)
+    keys = redis_keys_bytes(fleet)
+    common = {"devices": n, "queues_per_device": 2}
+    return [
+        Figure(
+            "idle_device_broker_bytes",
+            (after.erlang_bytes - before.erlang_bytes) / n,
+            "bytes/device",
+            None,
+            None,
+            False,
+            command=cmd,
+            detail={
+                **common,
+                "memory_breakdown_delta_per_device": breakdown,
+                "list_queues_memory_per_device": round(queues / n),
+            },
+        ),
+        Figure(
+            "idle_device_mysql_bytes",
+            (after.mysql_bytes - before.mysql_bytes) / n,
+            "bytes/device",
+            None,
+            None,
+            False,
+            command=cmd,
+            detail={**common, "tables": list(TABLES)},
+        ),
+        Figure(
+            "idle_device_redis_bytes",
+            keys / n,
+            "bytes/device",
+            None,
+            None,
+            False,
+            command=cmd,
+            detail={
+                **common,
+                "keys": "session, device-sessions index, presence",
+                "used_memory_delta_per_device": round((redis_after - after.redis_bytes) / n),
+            },
+        ),
+    ]
+
+
+def run() -> list[Figure]:
+    before = snapshot()
+    with harness.fleet_of("idle-cost", harness.FLEET_SIZE) as f:
+        after = snapshot()
+        print("  opening a session for every device ...", flush=True)
+        harness.open_sessions(f.devices)
+        return figures(f, before, after, redis_used())
+
+
+if __name__ == "__main__":
+    harness.check_stack()
+    harness.finish(run())

@@ -1,0 +1,133 @@
+"""Targeted send rate: notifications/s through nginx to random devices among 10,000,
+16 concurrent senders, each answer meaning the broker confirmed the message.
+
+Baselines, same run: (1) our HTTP ceiling, `GET /healthz` through the same nginx and
+instances at the same concurrency with the same client; (2) raw pika persistent,
+mandatory publishes to the same direct exchange and routing keys, 1,000 confirms in
+flight on one channel."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from bench import harness
+from bench.client import Answer, Connection, bearer
+from bench.harness import Figure, Fleet
+
+SENDERS = 16
+SENDS = 6_000
+CEILING_REQUESTS = 10_000
+RAW_PUBLISHES = 5_000
+RAW_IN_FLIGHT = 1_000
+
+
+async def _hammer(
+    n: int, concurrency: int, call: Callable[[Connection, int], object]
+) -> tuple[float, collections.Counter]:
+    left = iter(range(n))
+    statuses: collections.Counter = collections.Counter()
+
+    async def client() -> None:
+        c = Connection(harness.base_url())
+        try:
+            for i in left:
+                a = await call(c, i)  # type: ignore[misc]
+                assert isinstance(a, Answer)
+                statuses[a.status] += 1
+        finally:
+            c.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return time.perf_counter() - started, statuses
+
+
+def hammer(n: int, concurrency: int, call) -> tuple[float, collections.Counter]:
+    return asyncio.run(_hammer(n, concurrency, call))
+
+
+def http_ceiling(n: int = CEILING_REQUESTS, concurrency: int = SENDERS) -> float:
+    seconds, statuses = hammer(n, concurrency, lambda c, i: c.request("GET", "/healthz"))
+    if set(statuses) != {200}:
+        raise RuntimeError(f"healthz answered {dict(statuses)}")
+    return n / seconds
+
+
+def send_rate(fleet: Fleet, n: int = SENDS, concurrency: int = SENDERS) -> float:
+    ids = [d.id for d in fleet.devices]
+    rng = random.Random(5)
+    targets = [rng.choice(ids) for _ in range(n)]
+    auth = bearer(fleet.app["server_key"])
+
+    def call(c: Connection, i: int):
+        body = {
+            "to": {"device_id": targets[i]},
+            "title": f"order {i}",
+            "body": harness.PAYLOAD_TEXT,
+        }
+        return c.request("POST", "/v1/notifications", body, auth)
+
+    seconds, statuses = hammer(n, concurrency, call)
+    if set(statuses) != {202}:
+        raise RuntimeError(f"notifications answered {dict(statuses)}")
+    return n / seconds
+
+
+def raw_publish_rate(
+    device_ids: Sequence[str], n: int = RAW_PUBLISHES, window: int = RAW_IN_FLIGHT
+) -> float:
+    """Persistent, mandatory publishes to the high lane's direct exchange (where a
+    notification goes), random devices, `window` confirms in flight."""
+    nm = harness.names()
+    rng = random.Random(7)
+    batch = []
+    for _ in range(n):
+        body, props = harness.pushbox_message("notification")
+        batch.append((nm.device_key(rng.choice(device_ids)), body, props))
+    return n / harness.publish_many(nm.direct_exchange("high"), batch, window=window)
+
+
+def run(fleet: Fleet | None = None) -> list[Figure]:
+    with harness.fleet_of("send", harness.FLEET_SIZE, fleet) as f:
+        print(f"send: {SENDS} notifications, {SENDERS} senders, {len(f.devices)} devices ...")
+        rate = send_rate(f)
+        print(f"  pushbox: {rate:.0f}/s; HTTP ceiling ...", flush=True)
+        ceiling = http_ceiling()
+        print(f"  healthz: {ceiling:.0f}/s; raw publish ...", flush=True)
+        raw = raw_publish_rate([d.id for d in f.devices])
+        print(f"  raw publish: {raw:.0f}/s", flush=True)
+    cmd = harness.command("send")
+    detail = {"senders": SENDERS, "sends": SENDS, "devices": harness.FLEET_SIZE}
+    return [
+        Figure(
+            "send_rate",
+            rate,
+            "msgs/s",
+            ceiling,
+            "HTTP ceiling: GET /healthz via the same nginx + instances, 16 clients",
+            True,
+            command=cmd,
+            target=">= 0.5x ceiling",
+            met=rate >= 0.5 * ceiling,
+            detail=detail,
+        ),
+        Figure(
+            "send_rate_vs_raw_publish",
+            rate,
+            "msgs/s",
+            raw,
+            "raw pika persistent mandatory publish, same exchange, 1,000 confirms in flight",
+            True,
+            command=cmd,
+            detail={**detail, "raw_publishes": RAW_PUBLISHES},
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    harness.check_stack()
+    harness.finish(run())
