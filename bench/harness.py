@@ -45,6 +45,21 @@ PAYLOAD_TEXT = "x" * 400  # message bodies of about 500 bytes, as in BASELINE.md
 
 
 # ---- where and who
+def device_redis_keys(r: redis.Redis, nm: Names, ids: list[str]) -> Iterable[list[str]]:
+    """Every Redis key of these devices (sessions, session index, presence, holder),
+    a thousand devices at a time."""
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        pipe = r.pipeline(transaction=False)
+        for i in chunk:
+            pipe.smembers(nm.device_sessions_key(i))
+        keys: list[str] = []
+        for i, hashes in zip(chunk, pipe.execute(), strict=True):
+            keys += [nm.session_key(h) for h in hashes]
+            keys += [nm.device_sessions_key(i), nm.presence_key(i), nm.holder_key(i)]
+        yield keys
+
+
 def settings() -> Settings:
     return Settings.from_env()
 
@@ -423,18 +438,8 @@ def remove_fleet(fleet: Fleet) -> None:
     finally:
         conn.close()
     r = redis_client(s)
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        pipe = r.pipeline(transaction=False)
-        for i in chunk:
-            pipe.smembers(nm.device_sessions_key(i))
-        hashes = pipe.execute()
-        pipe = r.pipeline(transaction=False)
-        for i, hs in zip(chunk, hashes, strict=True):
-            for h in hs:
-                pipe.delete(nm.session_key(h))
-            pipe.delete(nm.device_sessions_key(i), nm.presence_key(i), nm.holder_key(i))
-        pipe.execute()
+    for keys in device_redis_keys(r, nm, ids):
+        r.delete(*keys)
     fleet.devices = []
 
 

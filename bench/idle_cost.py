@@ -104,18 +104,10 @@ def redis_keys_bytes(fleet: Fleet) -> int:
     r = harness.redis_client(s)
     total = 0
     ids = [d.id for d in fleet.devices]
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
+    for keys in harness.device_redis_keys(r, nm, ids):
         pipe = r.pipeline(transaction=False)
-        for i in chunk:
-            pipe.smembers(nm.device_sessions_key(i))
-        hashes = pipe.execute()
-        pipe = r.pipeline(transaction=False)
-        for i, hs in zip(chunk, hashes, strict=True):
-            for h in hs:
-                pipe.memory_usage(nm.session_key(h))
-            pipe.memory_usage(nm.device_sessions_key(i))
-            pipe.memory_usage(nm.presence_key(i))
+        for key in keys:
+            pipe.memory_usage(key)
         total += sum(int(x or 0) for x in pipe.execute())
     return total
 

@@ -36,7 +36,7 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from pushbox_core.errors import BrokerUnavailable, DeviceNotFound
 from pushbox_core.names import LANES, Names
-from pushbox_core.rabbit import CONNECTION_ERRORS
+from pushbox_core.rabbit import CONNECTION_ERRORS, connection_params
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,13 +139,7 @@ class Mailbox:
 
 class _Actor:
     def __init__(self, url: str, names: Names, *, name: str):
-        self._params = pika.URLParameters(url)
-        self._params.connection_attempts = 1
-        self._params.socket_timeout = 5
-        self._params.stack_timeout = 10
-        self._params.blocked_connection_timeout = 10
-        self._params.heartbeat = 60
-        self._params.client_properties = {"connection_name": name}
+        self._params = connection_params(url, name=name, heartbeat_s=60)  # its loop beats
         self.names = names
         self._name = name
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()

@@ -27,7 +27,7 @@ from dispatcher.services import Dispatch
 from pushbox_core.errors import DependencyDown, NotFound, PushboxError
 from pushbox_core.mysql import Database
 from pushbox_core.names import Names
-from pushbox_core.rabbit import Rabbit
+from pushbox_core.rabbit import Rabbit, connection_params
 from pushbox_core.redis_client import connect
 from pushbox_core.settings import Settings
 from pushbox_core.signals import Signals
@@ -106,8 +106,9 @@ class Worker:
 
     def run_once(self) -> None:
         """Consume until stopped or until the broker or database goes away."""
-        params = pika.URLParameters(self.settings.rabbitmq_url)
-        params.client_properties = {"connection_name": "pushbox-dispatcher"}
+        params = connection_params(
+            self.settings.rabbitmq_url, name="pushbox-dispatcher", heartbeat_s=60
+        )
         conn = pika.BlockingConnection(params)
         try:
             ch = conn.channel()

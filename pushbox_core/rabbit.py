@@ -47,15 +47,22 @@ def backoff_s(attempt: int) -> float:
     return min(0.05 * 2**attempt, 1.0)
 
 
+def connection_params(url: str, *, name: str, heartbeat_s: int) -> pika.URLParameters:
+    """Fail fast on a broker that is down or stuck; name the connection for operators."""
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    params.stack_timeout = 10
+    params.blocked_connection_timeout = 10
+    params.heartbeat = heartbeat_s
+    params.client_properties = {"connection_name": name}
+    return params
+
+
 class Rabbit:
     def __init__(self, url: str, *, name: str = "pushbox"):
-        self._params = pika.URLParameters(url)
-        self._params.connection_attempts = 1
-        self._params.socket_timeout = 5
-        self._params.stack_timeout = 10
-        self._params.blocked_connection_timeout = 10
-        self._params.heartbeat = 600
-        self._params.client_properties = {"connection_name": name}
+        # pooled connections sit idle between uses, and nothing answers heartbeats then
+        self._params = connection_params(url, name=name, heartbeat_s=600)
         self._lock = threading.Lock()
         self._idle: list[tuple[BlockingChannel, float]] = []
         self._pid = os.getpid()
