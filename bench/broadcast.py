@@ -46,6 +46,11 @@ def _landed(base: dict[str, int], expected: int, started: float, answered: float
 
 
 def run(fleet: Fleet | None = None) -> list[Figure]:
+    files = harness.broker_open_files()
+    if files is not None and files < harness.FLEET_SIZE + 1000:
+        # a fanout to more queues than the broker may open files for thrashes for
+        # minutes, and RabbitMQ 3.10 then lost its file handle cache here (docs/capacity.md)
+        return [_not_measured(f"RabbitMQ may open only {files} files; scripts/install.sh")]
     nm = harness.names()
     with harness.fleet_of("broadcast", harness.FLEET_SIZE, fleet) as f:
         queues = [nm.device_queue(d.id, "normal") for d in f.devices]
@@ -92,43 +97,37 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
             print(f"  NOT LANDED: {failure}", flush=True)
         harness.close_channel(ch)
     if failure is not None:
-        return [
-            Figure(
-                "broadcast_landing_s",
-                None,
-                "s",
-                harness.median(x[1] for x in raws) if raws else None,
-                "raw pika: one persistent publish to the same fanout exchange, until confirmed",
-                False,
-                command=harness.command("broadcast"),
-                target="<= 1.5x raw",
-                met=False,
-                detail={"devices": len(queues), "failure": failure},
-            )
-        ]
+        return [_not_measured(failure, harness.median(x[1] for x in raws) if raws else None)]
     value = harness.median(x[1] for x in ours)
     baseline = harness.median(x[1] for x in raws)
-    return [
-        Figure(
-            "broadcast_landing_s",
-            value,
-            "s",
-            baseline,
-            "raw pika: one persistent publish to the same fanout exchange, until confirmed",
-            False,
-            command=harness.command("broadcast"),
-            target="<= 1.5x raw",
-            met=value <= 1.5 * baseline,
-            detail={
-                "devices": len(queues),
-                "pushbox_s": [round(x[1], 4) for x in ours],
-                "pushbox_answer_s": [round(x[0], 4) for x in ours],
-                "raw_s": [round(x[1], 4) for x in raws],
-                "raw_confirm_s": [round(x[0], 4) for x in raws],
-                "raw_first_publish_s": round(warmup[1], 4),
-            },
-        )
-    ]
+    detail = {
+        "devices": len(queues),
+        "pushbox_s": [round(x[1], 4) for x in ours],
+        "pushbox_answer_s": [round(x[0], 4) for x in ours],
+        "raw_s": [round(x[1], 4) for x in raws],
+        "raw_confirm_s": [round(x[0], 4) for x in raws],
+        "raw_first_publish_s": round(warmup[1], 4),
+    }
+    return [_figure(value, baseline, value <= 1.5 * baseline, detail)]
+
+
+def _not_measured(failure: str, baseline: float | None = None) -> Figure:
+    return _figure(None, baseline, False, {"devices": harness.FLEET_SIZE, "failure": failure})
+
+
+def _figure(value: float | None, baseline: float | None, met: bool, detail: dict) -> Figure:
+    return Figure(
+        "broadcast_landing_s",
+        value,
+        "s",
+        baseline,
+        "raw pika: one persistent publish to the same fanout exchange, until confirmed",
+        False,
+        command=harness.command("broadcast"),
+        target="<= 1.5x raw",
+        met=met,
+        detail=detail,
+    )
 
 
 if __name__ == "__main__":

@@ -143,13 +143,28 @@ def machine() -> str:
         f"memory {mem_kb / 1024 / 1024:.1f} GiB",
         f"{platform.system()} {platform.release()}",
         f"Python {platform.python_version()}",
-        f"RabbitMQ {run(['rabbitmqctl', '-q', 'version'])}",
+        f"RabbitMQ {run(['rabbitmqctl', '-q', 'version'])} (open files {broker_open_files()})",
         f"MariaDB {mysql_scalar(s, 'SELECT VERSION()')}",
         f"Redis {redis_client(s).info('server').get('redis_version', '?')}",
         run(["nginx", "-v"]).replace("nginx version: ", ""),
         run(["mosquitto", "-h"]).replace("mosquitto version", "mosquitto"),
     ]
     return ", ".join(parts)
+
+
+def broker_open_files() -> int | None:
+    """The open-files limit of the local RabbitMQ node (None when not readable): it
+    needs about one file per device queue a broadcast writes to (docs/capacity.md)."""
+    try:
+        pid = subprocess.run(
+            ["pgrep", "-o", "-u", "rabbitmq", "beam.smp"], capture_output=True, text=True
+        ).stdout.split()[0]
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
 
 
 def write_results(figures: Sequence[Figure]) -> Path:

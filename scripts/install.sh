@@ -79,10 +79,32 @@ if ! .venv/bin/python -c 'import pymysql; pymysql.connect(host="127.0.0.1", user
   say "allowing root over TCP with an empty password (a developer machine default)"
   mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
 fi
+# RabbitMQ keeps a file open for each device queue it writes to; with too few, a
+# broadcast to thousands of devices thrashes and can crash the node (docs/capacity.md).
+# Debian's systemd unit asks 65536; rabbitmq-server started by hand runs under su,
+# whose pam_limits resets the soft limit to 1024, so give the rabbitmq user more.
+RABBIT_FILES_WANTED=65536
+rabbit_limits=/etc/security/limits.d/pushbox-rabbitmq.conf
+if [ "$(id -u)" = 0 ] && [ -d /etc/security/limits.d ] && [ ! -f $rabbit_limits ]; then
+  hard=$(ulimit -Hn)
+  files=$RABBIT_FILES_WANTED
+  [ "$hard" != unlimited ] && [ "$hard" -lt $files ] && files=$hard
+  say "letting RabbitMQ open $files files ($rabbit_limits)"
+  printf '# written by Pushbox scripts/install.sh: RabbitMQ keeps a file open per device\n# queue it writes to, and su resets the soft limit to 1024\nrabbitmq - nofile %s\n' \
+    "$files" > $rabbit_limits
+fi
 if ! answers $RABBIT_PORT; then
   say "starting RabbitMQ"
   rabbitmq-server -detached
   wait_for $RABBIT_PORT RabbitMQ 120
+fi
+beam=$(pgrep -u rabbitmq -o beam.smp || true)
+if [ -n "$beam" ] && [ -r "/proc/$beam/limits" ]; then
+  files=$(awk '/^Max open files/ {print $4}' "/proc/$beam/limits")
+  if [ "$files" != unlimited ] && [ "$files" -lt 10000 ]; then
+    say "warning: RabbitMQ may open only $files files: a broadcast to more devices than"
+    say "  that will crawl or crash it; restart it to pick up $rabbit_limits"
+  fi
 fi
 if ! answers $REDIS_PORT; then
   say "starting Redis"
