@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import pymysql
 
 from dispatcher.messages import Message, Target
+from pushbox_core.errors import PushboxError
 from pushbox_core.mysql import Database
 
+log = logging.getLogger(__name__)
+
 COUNTERS = ("acked", "expired", "dropped", "collapsed")
+TALLY_FLUSH_S = 0.25  # how far the sync counters may lag
 
 
 @dataclass(frozen=True)
@@ -100,3 +110,41 @@ class Notifications:
                 f" WHERE id IN ({marks})",
                 args,
             )
+
+
+class Tally:
+    """Counters fed by syncs, written in the background: every `flush_s`, one UPDATE
+    per counter for everything the process's syncs counted meanwhile. A sync then
+    writes nothing to MySQL, and a broadcast acked by thousands of devices updates
+    its row once per flush instead of once per device. Counts not yet written die
+    with the process (they are statistics: no message depends on them)."""
+
+    def __init__(self, notifications: Notifications, flush_s: float = TALLY_FLUSH_S):
+        self.notifications = notifications
+        self.flush_s = flush_s
+        self._pending: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._lock = threading.Lock()
+        self._writer_pid: int | None = None
+
+    def add(self, counts: dict[tuple[str, str], int]) -> None:
+        with self._lock:
+            self._pending.update(counts)
+            if self._writer_pid != os.getpid():  # first use, or forked: start a writer
+                self._writer_pid = os.getpid()
+                threading.Thread(target=self._loop, daemon=True, name="tally").start()
+                atexit.register(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._pending = self._pending, collections.Counter()
+        if not counts:
+            return
+        try:
+            self.notifications.count(dict(counts))
+        except PushboxError as e:  # MySQL is down: the stats lag, nothing else does
+            log.warning("could not count %d acks/drops: %s", len(counts), e)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.flush_s)
+            self.flush()

@@ -14,7 +14,7 @@ from device_registry.mailbox import Mailbox
 from device_registry.sessions import Holders, Sessions
 from device_registry.store import Store
 from device_registry.topology import Topology
-from dispatcher.notifications import Notifications
+from dispatcher.notifications import Notifications, Tally
 from dispatcher.services import Dispatch
 from push_api.idempotency import Idempotency
 from push_api.rate_limits import RateLimiter
@@ -38,6 +38,7 @@ class Deps:
     sessions: Sessions
     limiter: RateLimiter
     notifications: Notifications
+    tally: Tally
     dispatch: Dispatch
     idempotency: Idempotency
     signals: Signals
@@ -68,6 +69,7 @@ class Deps:
             sessions=Sessions(client, names, settings.session_ttl_s),
             limiter=RateLimiter(client, names),
             notifications=notifications,
+            tally=Tally(notifications),
             dispatch=Dispatch(store, notifications, rabbit, topology, names, signals),
             idempotency=Idempotency(client, names),
             signals=signals,
@@ -76,6 +78,7 @@ class Deps:
         )
 
     def close(self) -> None:
+        self.tally.flush()
         self.signals.close()
         self.mailbox.close()
         self.rabbit.close()

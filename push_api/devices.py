@@ -153,7 +153,7 @@ class Sync(MethodView):
             mailbox=d.mailbox,
             signals=d.signals,
             holders=d.holders,
-            count=d.notifications.count,
+            count=d.tally.add,
         )
         body = b'{"messages":[' + b",".join(m.wire() for m in messages) + b"]}"
         return Response(body, 200, mimetype="application/json")
