@@ -93,31 +93,36 @@ class Notifications:
         return Notification(**{**row, "app_id": str(row["app_id"])})
 
     def count(self, counts: dict[tuple[str, str], int]) -> None:
-        """Add to counters, {(notification_id, counter): n}: one UPDATE per counter."""
+        """Add to counters, {(notification_id, counter): n}: one UPDATE per counter, all
+        in one transaction, so that a failure counts nothing and may be retried."""
         by_counter: dict[str, dict[str, int]] = {}
         for (notification_id, counter), n in counts.items():
             if counter not in COUNTERS:
                 raise ValueError(counter)
             by_counter.setdefault(counter, {})[notification_id] = n
-        for counter, amounts in sorted(by_counter.items()):
-            ids = sorted(amounts)
-            cases = " ".join(["WHEN %s THEN %s"] * len(ids))
-            marks = ", ".join(["%s"] * len(ids))
-            args: list[object] = [v for i in ids for v in (i, amounts[i])]
-            args += ids
-            self.db.execute(
-                f"UPDATE notifications SET {counter} = {counter} + CASE id {cases} ELSE 0 END"
-                f" WHERE id IN ({marks})",
-                args,
-            )
+        with self.db.transaction() as cur:
+            for counter, amounts in sorted(by_counter.items()):
+                ids = sorted(amounts)
+                cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+                marks = ", ".join(["%s"] * len(ids))
+                args: list[object] = [v for i in ids for v in (i, amounts[i])]
+                args += ids
+                cur.execute(
+                    f"UPDATE notifications SET {counter} = {counter} + CASE id {cases} ELSE 0 END"
+                    f" WHERE id IN ({marks})",
+                    args,
+                )
 
 
 class Tally:
     """Counters fed by syncs, written in the background: every `flush_s`, one UPDATE
     per counter for everything the process's syncs counted meanwhile. A sync then
     writes nothing to MySQL, and a broadcast acked by thousands of devices updates
-    its row once per flush instead of once per device. Counts not yet written die
-    with the process (they are statistics: no message depends on them)."""
+    its row once per flush instead of once per device. While MySQL is down the counts
+    wait (up to PENDING_MAX notifications, then the oldest flush is dropped); counts
+    not yet written die with a killed process (statistics: no message depends on them)."""
+
+    PENDING_MAX = 100_000
 
     def __init__(self, notifications: Notifications, flush_s: float = TALLY_FLUSH_S):
         self.notifications = notifications
@@ -128,11 +133,13 @@ class Tally:
 
     def add(self, counts: dict[tuple[str, str], int]) -> None:
         with self._lock:
-            self._pending.update(counts)
             if self._writer_pid != os.getpid():  # first use, or forked: start a writer
+                if self._writer_pid is not None:
+                    self._pending.clear()  # the parent's counts: the parent writes them
                 self._writer_pid = os.getpid()
                 threading.Thread(target=self._loop, daemon=True, name="tally").start()
                 atexit.register(self.flush)
+            self._pending.update(counts)
 
     def flush(self) -> None:
         with self._lock:
@@ -141,10 +148,18 @@ class Tally:
             return
         try:
             self.notifications.count(dict(counts))
-        except PushboxError as e:  # MySQL is down: the stats lag, nothing else does
-            log.warning("could not count %d acks/drops: %s", len(counts), e)
+        except PushboxError as e:  # MySQL is down: keep them for the next flush
+            with self._lock:
+                if len(self._pending) + len(counts) <= self.PENDING_MAX:
+                    self._pending.update(counts)
+                    log.warning("could not count %d acks/drops yet: %s", len(counts), e)
+                    return
+            log.warning("dropped %d acks/drops: MySQL down too long: %s", len(counts), e)
 
     def _loop(self) -> None:
         while True:
             time.sleep(self.flush_s)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a bad row must not stop the counting for good
+                log.exception("writing sync counters failed")

@@ -85,13 +85,18 @@ fi
 # whose pam_limits resets the soft limit to 1024, so give the rabbitmq user more.
 RABBIT_FILES_WANTED=65536
 rabbit_limits=/etc/security/limits.d/pushbox-rabbitmq.conf
-if [ "$(id -u)" = 0 ] && [ -d /etc/security/limits.d ] && [ ! -f $rabbit_limits ]; then
+if [ "$(id -u)" = 0 ] && [ -d /etc/security/limits.d ]; then
+  # no more than this shell's hard limit: pam_limits may not raise it (no
+  # CAP_SYS_RESOURCE in a container), and a refused setrlimit can fail su itself
   hard=$(ulimit -Hn)
   files=$RABBIT_FILES_WANTED
   [ "$hard" != unlimited ] && [ "$hard" -lt $files ] && files=$hard
-  say "letting RabbitMQ open $files files ($rabbit_limits)"
-  printf '# written by Pushbox scripts/install.sh: RabbitMQ keeps a file open per device\n# queue it writes to, and su resets the soft limit to 1024\nrabbitmq - nofile %s\n' \
-    "$files" > $rabbit_limits
+  line="rabbitmq - nofile $files"
+  if ! grep -qx "$line" $rabbit_limits 2>/dev/null; then
+    say "letting RabbitMQ open $files files ($rabbit_limits)"
+    printf '# written by Pushbox scripts/install.sh: RabbitMQ keeps a file open per device\n# queue it writes to, and su resets the soft limit to 1024\n%s\n' "$line" \
+      > $rabbit_limits || say "could not write $rabbit_limits"
+  fi
 fi
 if ! answers $RABBIT_PORT; then
   say "starting RabbitMQ"
@@ -100,10 +105,11 @@ if ! answers $RABBIT_PORT; then
 fi
 beam=$(pgrep -u rabbitmq -o beam.smp || true)
 if [ -n "$beam" ] && [ -r "/proc/$beam/limits" ]; then
-  files=$(awk '/^Max open files/ {print $4}' "/proc/$beam/limits")
-  if [ "$files" != unlimited ] && [ "$files" -lt 10000 ]; then
+  files=$(awk '/^Max open files/ {print $4}' "/proc/$beam/limits" 2>/dev/null || true)
+  if [[ $files =~ ^[0-9]+$ ]] && [ "$files" -lt 10000 ]; then
     say "warning: RabbitMQ may open only $files files: a broadcast to more devices than"
-    say "  that will crawl or crash it; restart it to pick up $rabbit_limits"
+    say "  that will crawl or crash it; start it again (rabbitmq-server, as root) to pick"
+    say "  up $rabbit_limits"
   fi
 fi
 if ! answers $REDIS_PORT; then

@@ -199,8 +199,10 @@ def test_acks_feed_the_acked_counter(http, stack, shop, backend):
     sent = backend.notify({"user_id": "ack-me"})
     for p in phones[:2]:
         assert [m["id"] for m in p.drain()] == [sent]
-    assert eventually(lambda: backend.stats(sent)["acked"] == 2)
-    assert backend.stats(sent)["targets"] == 3
+    assert eventually(lambda: backend.stats(sent)["acked"] >= 2)
+    time.sleep(2 * TALLY_FLUSH_S)  # whatever else was counted has been written by now
+    stats = backend.stats(sent)
+    assert (stats["targets"], stats["acked"]) == (3, 2)
 
 
 def test_draining_a_10000_message_backlog_loses_and_repeats_nothing(

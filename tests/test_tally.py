@@ -2,34 +2,82 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+
 from device_registry.services import create_app
 from device_registry.store import Store
 from dispatcher import messages
 from dispatcher.messages import Content, Target
 from dispatcher.notifications import Notifications, Tally
 from pushbox_core.mysql import Database
+from tests.support import eventually
+from tests.tcp_proxy import TcpProxy
 
 
-def test_counts_from_many_syncs_land_together_on_flush(client, settings):
+@dataclass
+class Counted:
+    notes: Notifications
+    app_id: int
+    sent: list[messages.Message]
+
+    def counters(self, i: int = 0) -> tuple[int, int]:
+        n = self.notes.get(self.app_id, self.sent[i].id)  # type: ignore[arg-type]
+        assert n is not None
+        return n.acked, n.collapsed
+
+
+@pytest.fixture
+def counted(client, settings) -> Iterator[Counted]:
+    """Two notifications recorded in a new app, nothing counted yet."""
     db = Database.from_settings(settings)
     notes = Notifications(db)
     app_id = create_app("tally", store=Store(db)).app.id
     sent = [messages.build("broadcast", Content(title=f"t{i}")) for i in range(2)]
     for m in sent:
         notes.record(app_id, m, Target("app"), 3)
-    tally = Tally(notes, flush_s=3600)  # the writer never wakes: flush by hand
-    tally.add({(sent[0].id, "acked"): 1})
-    tally.add({(sent[0].id, "acked"): 1, (sent[1].id, "collapsed"): 1})
-    tally.add({(sent[0].id, "acked"): 1, (sent[1].id, "acked"): 1})
-
-    def counters(m: messages.Message) -> tuple[int, int]:
-        n = notes.get(app_id, m.id)
-        assert n is not None
-        return n.acked, n.collapsed
-
-    assert [counters(m) for m in sent] == [(0, 0), (0, 0)]  # nothing written yet
-    tally.flush()
-    assert [counters(m) for m in sent] == [(3, 0), (1, 1)]
-    tally.flush()  # nothing pending: nothing counted twice
-    assert [counters(m) for m in sent] == [(3, 0), (1, 1)]
+    yield Counted(notes, app_id, sent)
     db.close()
+
+
+def test_counts_from_many_syncs_land_together_on_flush(counted):
+    first, second = (m.id for m in counted.sent)
+    tally = Tally(counted.notes, flush_s=3600)  # the writer never wakes: flush by hand
+    tally.add({(first, "acked"): 1})
+    tally.add({(first, "acked"): 1, (second, "collapsed"): 1})
+    tally.add({(first, "acked"): 1, (second, "acked"): 1})
+    assert [counted.counters(i) for i in (0, 1)] == [(0, 0), (0, 0)]  # nothing written yet
+    tally.flush()
+    assert [counted.counters(i) for i in (0, 1)] == [(3, 0), (1, 1)]
+    tally.flush()  # nothing pending: nothing counted twice
+    assert [counted.counters(i) for i in (0, 1)] == [(3, 0), (1, 1)]
+
+
+def test_counts_wait_out_a_mysql_outage_and_are_written_once(counted, settings):
+    proxy = TcpProxy(settings.mysql_host, settings.mysql_port)
+    cut_db = Database.from_settings(replace(settings, mysql_port=proxy.port))
+    tally = Tally(Notifications(cut_db), flush_s=3600)
+    key = (counted.sent[0].id, "acked")
+    tally.add({key: 1})
+    tally.flush()  # MySQL answers through the proxy: written
+    proxy.cut()
+    tally.add({key: 2})
+    tally.flush()  # MySQL is unreachable: nothing raised, the counts are kept
+    assert counted.counters() == (1, 0)
+    proxy.restore()
+    tally.flush()
+    assert counted.counters() == (3, 0)
+    tally.flush()
+    assert counted.counters() == (3, 0)
+    proxy.close()
+    cut_db.close()
+
+
+def test_a_failing_flush_does_not_stop_the_writer(counted):
+    tally = Tally(counted.notes, flush_s=0.05)
+    tally.add({(counted.sent[0].id, "no-such-counter"): 1})  # count() raises ValueError
+    assert eventually(lambda: not tally._pending, seconds=5)  # the bad flush was tried
+    tally.add({(counted.sent[0].id, "acked"): 1})  # the writer is still there to write it
+    assert eventually(lambda: counted.counters() == (1, 0), seconds=5)
