@@ -119,7 +119,7 @@ class Tally:
     per counter for everything the process's syncs counted meanwhile. A sync then
     writes nothing to MySQL, and a broadcast acked by thousands of devices updates
     its row once per flush instead of once per device. While MySQL is down the counts
-    wait (up to PENDING_MAX notifications, then the oldest flush is dropped); counts
+    wait (up to PENDING_MAX counters, then the oldest flush is dropped); counts
     not yet written die with a killed process (statistics: no message depends on them)."""
 
     PENDING_MAX = 100_000
