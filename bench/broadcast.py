@@ -97,7 +97,8 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
             print(f"  NOT LANDED: {failure}", flush=True)
         harness.close_channel(ch)
     if failure is not None:
-        return [_not_measured(failure, harness.median(x[1] for x in raws) if raws else None)]
+        baseline = harness.median(x[1] for x in raws) if raws else None
+        return [_not_measured(failure, baseline, devices=len(queues))]
     value = harness.median(x[1] for x in ours)
     baseline = harness.median(x[1] for x in raws)
     detail = {
@@ -111,8 +112,10 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
     return [_figure(value, baseline, value <= 1.5 * baseline, detail)]
 
 
-def _not_measured(failure: str, baseline: float | None = None) -> Figure:
-    return _figure(None, baseline, False, {"devices": harness.FLEET_SIZE, "failure": failure})
+def _not_measured(
+    failure: str, baseline: float | None = None, *, devices: int = harness.FLEET_SIZE
+) -> Figure:
+    return _figure(None, baseline, False, {"devices": devices, "failure": failure})
 
 
 def _figure(value: float | None, baseline: float | None, met: bool, detail: dict) -> Figure:

@@ -299,6 +299,8 @@ def forget_holder(device_id: str, *, mailbox: Mailbox, signals: Signals, holders
 
 
 def _count(result: SyncResult, count: Callable[[dict[tuple[str, str], int]], None]) -> None:
+    """Hand what the sync acked, collapsed or expired to `count` (a Tally: it never
+    raises, and writes later)."""
     counts: dict[tuple[str, str], int] = {}
     for counter, ids in (
         ("acked", result.acked),
@@ -308,7 +310,4 @@ def _count(result: SyncResult, count: Callable[[dict[tuple[str, str], int]], Non
         for notification_id in ids:
             counts[(notification_id, counter)] = counts.get((notification_id, counter), 0) + 1
     if counts:
-        try:
-            count(counts)
-        except PushboxError as e:  # the acks happened; only the stats lag
-            log.warning("could not count %d acks/drops: %s", len(counts), e)
+        count(counts)
