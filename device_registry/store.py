@@ -9,6 +9,8 @@ from datetime import datetime
 
 import pymysql
 
+from pushbox_core.batching import Batcher
+from pushbox_core.errors import DatabaseUnavailable
 from pushbox_core.mysql import Database
 
 DEVICE_FIELDS = ("platform", "user_id", "locale", "app_version")
@@ -59,6 +61,10 @@ class Store:
     def __init__(self, db: Database):
         self.db = db
         self._apps_by_server_key: dict[str, tuple[App, float]] = {}
+        # every send checks its target: concurrent sends check theirs in one query
+        self._device_checks: Batcher[tuple[str, str], bool] = Batcher(
+            self._active_devices_of_apps, name="device-checks", unavailable=DatabaseUnavailable
+        )
 
     # apps
     def create_app(self, name: str, app_key_hash: str, server_key_hash: str) -> App:
@@ -78,13 +84,19 @@ class Store:
         return _app(row) if row else None
 
     def active_device_of_app(self, app_id: str, device_id: str) -> bool:
-        if not device_id.isdigit():
+        if not (device_id.isascii() and device_id.isdigit()):
             return False
-        row = self.db.query_one(
-            "SELECT 1 AS found FROM devices WHERE id = %s AND app_id = %s AND status = 'active'",
-            (device_id, app_id),
+        return self._device_checks((app_id, device_id))
+
+    def _active_devices_of_apps(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        """For each (app id, device id): is it an active device of that app."""
+        ids = sorted({int(device_id) for _, device_id in pairs})
+        marks = ", ".join(["%s"] * len(ids))
+        rows = self.db.query(
+            f"SELECT id, app_id FROM devices WHERE id IN ({marks}) AND status = 'active'", ids
         )
-        return row is not None
+        found = {(str(r["app_id"]), str(r["id"])) for r in rows}
+        return [(app_id, str(int(device_id))) in found for app_id, device_id in pairs]
 
     def app_by_server_key(self, server_key_hash: str) -> App | None:
         cached = self._apps_by_server_key.get(server_key_hash)

@@ -14,12 +14,18 @@ from datetime import datetime
 import pymysql
 
 from dispatcher.messages import Message, Target
-from pushbox_core.errors import PushboxError
+from pushbox_core.batching import Batcher
+from pushbox_core.errors import DatabaseUnavailable, PushboxError
 from pushbox_core.mysql import Database
 
 log = logging.getLogger(__name__)
 
 COUNTERS = ("acked", "expired", "dropped", "collapsed")
+INSERT_ROW = (
+    "INSERT INTO notifications (id, app_id, kind, target_kind, target, priority,"
+    " collapse_key, ttl_s, created_at, expires_at, targets, state)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 TALLY_FLUSH_S = 0.25  # how far the sync counters may lag
 
 
@@ -43,36 +49,53 @@ class Notification:
 class Notifications:
     def __init__(self, db: Database):
         self.db = db
+        # a row per send: concurrent sends write theirs in one INSERT (one commit)
+        self._inserts: Batcher[tuple, str | None] = Batcher(
+            self._insert_rows, name="notification-rows", unavailable=DatabaseUnavailable
+        )
 
     def record(
         self, app_id: str, message: Message, target: Target, targets: int, *, state: str = "sent"
     ) -> str | None:
         """Write the row before publishing. Returns None when it is new, else the state
         of the row this id already has."""
-        try:
-            self.db.execute(
-                "INSERT INTO notifications (id, app_id, kind, target_kind, target, priority,"
-                " collapse_key, ttl_s, created_at, expires_at, targets, state)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    message.id,
-                    app_id,
-                    message.kind,
-                    target.kind,
-                    target.value,
-                    message.priority,
-                    message.collapse_key,
-                    message.ttl_s,
-                    message.created_at,
-                    message.expires_at,
-                    targets,
-                    state,
-                ),
+        return self._inserts(
+            (
+                message.id,
+                app_id,
+                message.kind,
+                target.kind,
+                target.value,
+                message.priority,
+                message.collapse_key,
+                message.ttl_s,
+                message.created_at,
+                message.expires_at,
+                targets,
+                state,
             )
-            return None
+        )
+
+    def _insert_rows(self, rows: list[tuple]) -> list[str | None]:
+        """One multi-row INSERT; if an id is taken (a redelivered order event), row by
+        row instead, to tell which: None for a new row, else the state of the old one."""
+        try:
+            with self.db.connection() as conn, conn.cursor() as cur:
+                cur.executemany(INSERT_ROW, rows)
+            return [None] * len(rows)
         except pymysql.err.IntegrityError:
-            row = self.db.query_one("SELECT state FROM notifications WHERE id = %s", (message.id,))
-            return row["state"] if row else None
+            pass
+        results: list[str | None] = []
+        for row in rows:
+            try:
+                self.db.execute(INSERT_ROW, row)
+                results.append(None)
+            except pymysql.err.IntegrityError:
+                earlier = self.db.query_one(
+                    "SELECT state FROM notifications WHERE id = %s", row[:1]
+                )
+                results.append(earlier["state"] if earlier else None)
+        return results
 
     def mark_sent(self, notification_id: str) -> None:
         self.db.execute("UPDATE notifications SET state = 'sent' WHERE id = %s", (notification_id,))

@@ -13,7 +13,7 @@ blp = Blueprint("apps", __name__, url_prefix="/v1", description="Apps (admin tok
 
 @blp.route("/apps")
 class Apps(MethodView):
-    @blp.arguments(AppIn)
+    @blp.arguments(AppIn())
     @blp.response(201, AppOut)
     @blp.alt_response(401, description="missing or wrong admin token")
     @blp.alt_response(403, description="a valid token that is not the admin token")

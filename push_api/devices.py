@@ -54,7 +54,7 @@ def device_out(view: DeviceView) -> dict:
 
 @blp.route("/devices")
 class Devices(MethodView):
-    @blp.arguments(RegistrationIn)
+    @blp.arguments(RegistrationIn())
     @blp.response(201, RegistrationOut)
     @blp.alt_response(200, schema=RegistrationOut, description="installation registered again")
     @blp.alt_response(401, description="missing or unknown X-App-Key")
@@ -74,7 +74,7 @@ class Devices(MethodView):
 
 @blp.route("/sessions")
 class Sessions(MethodView):
-    @blp.arguments(SessionIn)
+    @blp.arguments(SessionIn())
     @blp.response(201, SessionOut)
     @blp.alt_response(401, description="unknown device or wrong secret")
     def post(self, body: dict):
@@ -107,7 +107,7 @@ class Device(MethodView):
         )
         return device_out(view)
 
-    @blp.arguments(DevicePatch)
+    @blp.arguments(DevicePatch())
     @blp.response(200, DeviceOut)
     @blp.alt_response(401, description="missing or expired session")
     def patch(self, changes: DeviceChanges):
@@ -135,7 +135,7 @@ class Device(MethodView):
 
 @blp.route("/device/sync")
 class Sync(MethodView):
-    @blp.arguments(SyncIn)
+    @blp.arguments(SyncIn())
     @blp.response(200, SyncOut)
     @blp.alt_response(401, description="missing or expired session")
     @blp.alt_response(404, description="the device was unregistered")

@@ -27,7 +27,7 @@ def _sent(sent: services.Sent) -> tuple[dict, int]:
 
 @blp.route("/broadcasts")
 class Broadcasts(MethodView):
-    @blp.arguments(BroadcastIn)
+    @blp.arguments(BroadcastIn())
     @blp.response(202, SentOut)
     @blp.alt_response(413, description="title + body + data over 4,096 bytes")
     @blp.alt_response(503, description="not sent: a dependency is down")
@@ -45,7 +45,7 @@ class Broadcasts(MethodView):
 
 @blp.route("/notifications")
 class Notifications(MethodView):
-    @blp.arguments(NotificationIn)
+    @blp.arguments(NotificationIn())
     @blp.response(202, SentOut)
     @blp.alt_response(404, description="the target has no active device")
     @blp.alt_response(413, description="title + body + data over 4,096 bytes")

@@ -1,7 +1,8 @@
 """Token-bucket rate limits in Redis, atomic across every API instance.
 
-One Lua script refills and takes a token in a single round trip, using the Redis
-server's clock so that instances with skewed clocks agree."""
+One Lua script refills and takes a token, using the Redis server's clock so that
+instances with skewed clocks agree; the checks of concurrent requests share one
+round trip (a pipeline of EVALSHA)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import redis
 
 from pushbox_core.errors import RateLimited
 from pushbox_core.names import Names
-from pushbox_core.redis_client import redis_errors
+from pushbox_core.redis_client import SharedPipeline, redis_errors
 
 TAKE_TOKEN = """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -40,16 +41,20 @@ class Limit:
 class RateLimiter:
     def __init__(self, client: redis.Redis, names: Names):
         self.names = names
-        self._take = client.register_script(TAKE_TOKEN)
+        self._client = client
+        self._pipeline = SharedPipeline(client, name="rate-limits")
+        self._sha = client.register_script(TAKE_TOKEN).sha
 
     def check(self, limit: Limit, who: str) -> None:
         """Take one token for `who`, or raise RateLimited with the wait in seconds."""
+        command = ("EVALSHA", self._sha, 1, self.names.rate_key(limit.kind, who))
+        args = (limit.per_s, limit.burst)
         with redis_errors():
-            wait_s = float(
-                self._take(
-                    keys=[self.names.rate_key(limit.kind, who)], args=[limit.per_s, limit.burst]
-                )
-            )
+            try:
+                wait_s = float(self._pipeline(*command, *args))
+            except redis.exceptions.NoScriptError:  # a restarted Redis: load it again
+                self._client.script_load(TAKE_TOKEN)
+                wait_s = float(self._pipeline(*command, *args))
         if wait_s > 0:
             raise RateLimited(
                 f"rate limit exceeded: {limit.per_s:g} requests/s per {limit.kind}",

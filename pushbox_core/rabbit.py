@@ -23,11 +23,10 @@ from pika.exceptions import (
     AMQPConnectionError,
     AMQPError,
     ChannelClosedByBroker,
-    NackError,
-    UnroutableError,
 )
 
-from pushbox_core.errors import BrokerUnavailable, NotDelivered, PushboxError
+from pushbox_core.errors import BrokerUnavailable, PushboxError
+from pushbox_core.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,10 @@ class Rabbit:
     def __init__(self, url: str, *, name: str = "pushbox"):
         # pooled connections sit idle between uses, and nothing answers heartbeats then
         self._params = connection_params(url, name=name, heartbeat_s=600)
+        # publishes share one connection with many confirms in flight (its loop beats)
+        self._publisher = Publisher(
+            connection_params(url, name=f"{name}-publisher", heartbeat_s=60)
+        )
         self._lock = threading.Lock()
         self._idle: list[tuple[BlockingChannel, float]] = []
         self._pid = os.getpid()
@@ -154,19 +157,14 @@ class Rabbit:
             expiration=str(expiration_ms) if expiration_ms is not None else None,
         )
 
-        def send(ch: BlockingChannel) -> None:
+        for attempt in range(1, ATTEMPTS + 1):
             try:
-                ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
-            except UnroutableError as e:
-                raise NotDelivered(f"no queue took the message for {routing_key}") from e
-            except NackError as e:
-                raise NotDelivered("the broker refused the message") from e
-            except ChannelClosedByBroker as e:
-                if e.reply_code == 404:
-                    raise NotDelivered(f"exchange {exchange} does not exist") from e
-                raise BrokerUnavailable(str(e)) from None
-
-        self.call(send)
+                self._publisher.publish(exchange, routing_key, body, props, mandatory=mandatory)
+                return
+            except BrokerUnavailable:
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(backoff_s(attempt))
 
     def queue_depth(self, queue: str) -> int | None:
         """Messages ready in `queue`, or None when it does not exist."""
@@ -182,6 +180,7 @@ class Rabbit:
         return self.call(probe)
 
     def close(self) -> None:
+        self._publisher.close()
         with self._lock:
             idle, self._idle = self._idle, []
         for ch, _ in idle:

@@ -1,12 +1,15 @@
-"""Redis: one client per process (its pool is thread-safe), errors mapped to ours."""
+"""Redis: one client per process (its pool is thread-safe), errors mapped to ours, and
+a pipeline shared by concurrent callers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
+from pushbox_core.batching import Batcher
 from pushbox_core.errors import CacheUnavailable
 
 MAX_CONNECTIONS = 500  # a process serves thousands of greenlets; each call is short
@@ -34,3 +37,25 @@ def redis_errors() -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
         raise CacheUnavailable(str(e)) from None
+
+
+class SharedPipeline:
+    """Commands from concurrent callers, sent together in one pipeline (one round trip)
+    and answered each on its own: `pipeline("EVALSHA", ...)` returns that command's
+    reply, or raises its error (a redis ResponseError) or CacheUnavailable."""
+
+    def __init__(self, client: redis.Redis, *, name: str = "redis-pipeline"):
+        self._client = client
+        self._batcher: Batcher[tuple, Any] = Batcher(
+            self._run, name=name, unavailable=CacheUnavailable
+        )
+
+    def __call__(self, *command: Any) -> Any:
+        return self._batcher(command)
+
+    def _run(self, commands: list[tuple]) -> list[Any]:
+        with redis_errors():
+            pipe = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return pipe.execute(raise_on_error=False)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 
 import redis
 
+from pushbox_core.batching import Batcher
+from pushbox_core.errors import CacheUnavailable
 from pushbox_core.names import Names
 
 log = logging.getLogger(__name__)
@@ -55,13 +57,21 @@ class Signals:
         self._closed = False
         self._pubsub: redis.client.PubSub | None = None
         self.on_release: Callable[[str], None] | None = None
+        # wake-ups of concurrent sends go out together, one PUBLISH for all their keys
+        self._wakes: Batcher[list[str], None] = Batcher(
+            self._publish_wakes, name="wake-ups", unavailable=CacheUnavailable
+        )
 
-    # sending
+    # sending: wake-ups are sent in the background (the caller never waits for them)
     def wake_devices(self, device_ids: Iterable[str]) -> None:
-        self._publish({"wake": [f"d:{d}" for d in device_ids]})
+        self._wakes.submit([f"d:{d}" for d in device_ids])
 
     def wake_app(self, app_id: str) -> None:
-        self._publish({"wake": [f"a:{app_id}"]})
+        self._wakes.submit([f"a:{app_id}"])
+
+    def _publish_wakes(self, keys: list[list[str]]) -> list[None]:
+        self._publish({"wake": [k for ks in keys for k in ks]})
+        return [None] * len(keys)
 
     def ask_release(self, holder: str, device_id: str) -> bool:
         """Ask `holder` to let go of a device's messages; False when no process of that
@@ -77,7 +87,7 @@ class Signals:
         return f"{self.names.signals_channel}:{instance}"
 
     def released(self, device_id: str) -> None:
-        self._publish({"wake": [f"r:{device_id}"]})
+        self._wakes.submit([f"r:{device_id}"])
 
     def _publish(self, message: dict) -> None:
         try:

@@ -230,5 +230,30 @@ def test_broker_outage_between_two_sends_is_503_then_recovers(
     assert third[0] == 202
     ids = [m["id"] for m in take_all(rabbit_channel, names, device_id)]
     assert ids == [first[1]["id"], third[1]["id"]]  # the refused send left nothing behind
+    rows = flaky.extensions["pushbox"].db.query(
+        "SELECT id FROM notifications WHERE app_id = %s", (shop["id"],)
+    )
+    assert sorted(r["id"] for r in rows) == sorted(ids)  # nor a row
     proxy.close()
     flaky.extensions["pushbox"].close()
+
+
+def test_rows_written_together_tell_a_taken_id_from_new_ones(client, settings, app):
+    """Concurrent sends write their rows in one INSERT; an id already taken (an order
+    event that came back) must not cost the others their rows."""
+    from dispatcher.messages import Content, Target, build
+
+    notifications = app.extensions["pushbox"].notifications
+    shop = new_app(client, settings)
+    target = Target("user", "kim")
+    taken = build("notification", Content(title="paid"), message_id=f"order-{shop['id']}-1")
+    assert notifications.record(shop["id"], taken, target, 1, state="sending") is None
+    fresh = [build("notification", Content(title=f"n{i}")) for i in range(3)]
+    rows = [
+        (m.id, shop["id"], m.kind, "user", "kim", m.priority, None, m.ttl_s, m.created_at,
+         m.expires_at, 1, "sent")
+        for m in (fresh[0], taken, fresh[1], fresh[2])
+    ]  # fmt: skip
+    assert notifications._insert_rows(rows) == [None, "sending", None, None]
+    for m in fresh:
+        assert notifications.get(shop["id"], m.id) is not None

@@ -1,0 +1,257 @@
+"""One publishing connection per process, shared by every thread, with many publisher
+confirms in flight: each caller waits for its own message's confirm, not for the
+messages before it.
+
+pika's BlockingChannel waits for each confirm before its next publish, so concurrent
+sends on pooled channels cost one connection, one write and one confirm frame each,
+and the broker wakes up for every one of them. Here an I/O thread owns one
+SelectConnection (pika's asynchronous adapter, the way pika's docs publish fast with
+confirms); callers hand it their message (`add_callback_threadsafe`) and wait on a
+Future. What arrives while the connection is busy goes out in one write, and the
+broker confirms runs of it with one `multiple` ack. A mandatory message that reaches
+no queue comes back (Basic.Return) before its ack and fails only its own caller; so
+does a nack. A lost connection fails every message in flight with BrokerUnavailable
+(the caller may retry: every message carries its id, receivers dedupe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import pika
+from pika.adapters.select_connection import SelectConnection
+from pika.exceptions import ChannelClosedByBroker
+
+from pushbox_core.errors import BrokerUnavailable, NotDelivered, PushboxError
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_S = 10.0  # connecting, on top of pika's own socket and stack timeouts
+CONFIRM_TIMEOUT_S = 15.0  # a publish the broker neither confirms nor refuses by then
+
+
+@dataclass
+class _Publish:
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+    mandatory: bool
+    future: Future = field(default_factory=Future)
+    returned: bool = False
+
+
+def _settle(p: _Publish, error: PushboxError | None) -> None:
+    if p.future.done():  # its caller gave up waiting
+        return
+    if error is None:
+        p.future.set_result(None)
+    else:
+        p.future.set_exception(error)
+
+
+class Publisher:
+    def __init__(self, params: pika.ConnectionParameters):
+        self._params = params
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+        self._pid = os.getpid()
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: pika.BasicProperties,
+        *,
+        mandatory: bool,
+    ) -> None:
+        """Publish and wait for the broker's confirm. Raises NotDelivered (no queue
+        took a mandatory message, the exchange does not exist, or a nack) or
+        BrokerUnavailable (no connection, or no answer in time)."""
+        p = _Publish(exchange, routing_key, body, properties, mandatory)
+        self._live_link().submit(p)
+        try:
+            p.future.result(CONFIRM_TIMEOUT_S)
+        except FutureTimeout:
+            p.future.cancel()  # not sent yet: never will be; sent: its confirm is ignored
+            raise BrokerUnavailable("the broker did not confirm in time") from None
+
+    def _live_link(self) -> _Link:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's connection is not ours
+                self._link, self._pid = None, os.getpid()
+            link = self._link
+            if link is None or link.closed:
+                link = self._link = _Link(self._params)
+        link.wait_open()
+        return link
+
+    def close(self) -> None:
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None and self._pid == os.getpid():
+            link.close()
+
+
+class _Link:
+    """One connection's life: its I/O thread, its channel, what is in flight on it.
+    Everything but submit(), wait_open() and close() runs on the I/O thread."""
+
+    def __init__(self, params: pika.ConnectionParameters):
+        self._params = params
+        self._lock = threading.Lock()
+        self._outbox: deque[_Publish] = deque()  # submitted, not yet written
+        self._flush_scheduled = False
+        self._unconfirmed: dict[int, _Publish] = {}  # by delivery tag, in tag order
+        self._tag = 0
+        self._opened = threading.Event()
+        self._conn: SelectConnection | None = None
+        self._channel = None
+        self._channel_closed: BaseException | None = None
+        self.closed = False
+        self._error = "not connected"
+        self._thread = threading.Thread(target=self._run, daemon=True, name="pushbox-publisher")
+        self._thread.start()
+
+    # ---- any thread
+    def wait_open(self) -> None:
+        if not self._opened.wait(OPEN_TIMEOUT_S):
+            self.close()
+            raise BrokerUnavailable("timed out connecting")
+        if self.closed:
+            raise BrokerUnavailable(self._error)
+
+    def submit(self, p: _Publish) -> None:
+        with self._lock:
+            if self.closed:
+                raise BrokerUnavailable(self._error)
+            self._outbox.append(p)
+            wake, self._flush_scheduled = not self._flush_scheduled, True
+        if wake:
+            assert self._conn is not None
+            # the I/O thread may close the connection meanwhile: it then fails p itself
+            with contextlib.suppress(Exception):
+                self._conn.ioloop.add_callback_threadsafe(self._flush)
+
+    def close(self) -> None:
+        conn = self._conn
+        if conn is not None and not self.closed:
+            with contextlib.suppress(Exception):
+                conn.ioloop.add_callback_threadsafe(lambda: _close_connection(conn))
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    # ---- the I/O thread
+    def _run(self) -> None:
+        try:
+            self._conn = SelectConnection(
+                self._params,
+                on_open_callback=self._on_open,
+                on_open_error_callback=self._on_open_error,
+                on_close_callback=self._on_closed,
+            )
+            self._conn.ioloop.start()
+        except Exception as e:  # noqa: BLE001 - a broken loop must still fail its callers
+            log.warning("publisher connection failed: %s", e)
+            self._fail_all(str(e) or type(e).__name__)
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.ioloop.close()
+
+    def _on_open(self, conn: SelectConnection) -> None:
+        conn.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._opened.set())
+
+    def _on_open_error(self, conn: SelectConnection, error: BaseException) -> None:
+        self._fail_all(str(error) or type(error).__name__)
+        conn.ioloop.stop()
+
+    def _on_channel_closed(self, _channel, reason: BaseException) -> None:
+        self._channel_closed = reason  # its publishes fail in _on_closed
+        if self._conn is not None:
+            _close_connection(self._conn)
+
+    def _on_closed(self, conn: SelectConnection, reason: BaseException) -> None:
+        self._fail_all(str(reason) or type(reason).__name__)
+        conn.ioloop.stop()
+
+    def _flush(self) -> None:
+        with self._lock:
+            if self._channel is None or not self._channel.is_open:
+                return  # closing: _fail_all fails what waits in the outbox
+            batch, self._outbox = self._outbox, deque()
+            self._flush_scheduled = False
+        for p in batch:
+            if p.future.cancelled():  # its caller gave up before it was sent
+                continue
+            self._tag += 1
+            self._unconfirmed[self._tag] = p
+            self._channel.basic_publish(
+                p.exchange, p.routing_key, p.body, p.properties, mandatory=p.mandatory
+            )
+
+    def _on_return(self, _channel, _method, properties, _body) -> None:
+        # a return comes before the ack of its message; message ids are unique in flight
+        for p in self._unconfirmed.values():
+            if not p.returned and p.properties.message_id == properties.message_id:
+                p.returned = True
+                return
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        tags = [method.delivery_tag]
+        if method.multiple:
+            tags = []
+            for tag in self._unconfirmed:
+                if tag > method.delivery_tag:
+                    break
+                tags.append(tag)
+        refused = isinstance(method, pika.spec.Basic.Nack)
+        for tag in tags:
+            p = self._unconfirmed.pop(tag, None)
+            if p is None:
+                continue
+            if refused:
+                _settle(p, NotDelivered("the broker refused the message"))
+            elif p.returned:
+                _settle(p, NotDelivered(f"no queue took the message for {p.routing_key}"))
+            else:
+                _settle(p, None)
+
+    def _fail_all(self, why: str) -> None:
+        with self._lock:
+            self.closed = True
+            self._error = why
+            failed = [*self._unconfirmed.values(), *self._outbox]
+            self._unconfirmed, self._outbox = {}, deque()
+        self._opened.set()
+        closed = self._channel_closed
+        for p in failed:
+            if (
+                isinstance(closed, ChannelClosedByBroker)
+                and closed.reply_code == 404
+                and f"'{p.exchange}'" in closed.reply_text
+            ):
+                _settle(p, NotDelivered(f"exchange {p.exchange} does not exist"))
+            else:
+                _settle(p, BrokerUnavailable(why))
+
+
+def _close_connection(conn: SelectConnection) -> None:
+    if conn.is_open:
+        with contextlib.suppress(Exception):
+            conn.close()

@@ -1,0 +1,108 @@
+"""The shared publisher, against the real broker: many confirms in flight on one
+connection, and a refusal, a return or a cut link fails only what it should."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pika
+import pytest
+
+from pushbox_core.errors import BrokerUnavailable, NotDelivered
+from pushbox_core.publisher import Publisher
+from pushbox_core.rabbit import connection_params
+from tests.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def topology(settings, rabbit_channel):
+    """An exchange with one queue bound by key "ok" and one that refuses everything."""
+    tag = uuid.uuid4().hex[:8]
+    exchange = f"{settings.namespace}.pub.{tag}"
+    ok, full = f"{exchange}.ok", f"{exchange}.full"
+    rabbit_channel.exchange_declare(exchange, "direct")
+    rabbit_channel.queue_declare(ok)
+    rabbit_channel.queue_bind(ok, exchange, "ok")
+    rabbit_channel.queue_declare(
+        full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+    )
+    rabbit_channel.queue_bind(full, exchange, "full")
+    yield exchange, ok
+    for q in (ok, full):
+        rabbit_channel.queue_delete(q)
+    rabbit_channel.exchange_delete(exchange)
+
+
+def publisher(url: str) -> Publisher:
+    return Publisher(connection_params(url, name="test-publisher", heartbeat_s=60))
+
+
+def props() -> pika.BasicProperties:
+    return pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
+
+
+def publish_from_threads(pub: Publisher, exchange: str, keys: list[str]) -> list[object]:
+    results: list[object] = [None] * len(keys)
+
+    def one(i: int) -> None:
+        try:
+            pub.publish(exchange, keys[i], b"{}", props(), mandatory=True)
+            results[i] = "confirmed"
+        except Exception as e:  # noqa: BLE001 - recorded for the assertions
+            results[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(keys))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_concurrent_publishes_are_each_confirmed_and_a_return_fails_only_its_own(
+    settings, topology, rabbit_channel
+):
+    exchange, ok = topology
+    pub = publisher(settings.rabbitmq_url)
+    keys = ["ok"] * 30 + ["nowhere"] * 5
+    results = publish_from_threads(pub, exchange, keys)
+    assert results[:30] == ["confirmed"] * 30
+    for r in results[30:]:
+        assert isinstance(r, NotDelivered) and "no queue took" in str(r)
+    assert rabbit_channel.queue_declare(ok, passive=True).method.message_count == 30
+    pub.close()
+
+
+def test_a_nack_is_not_delivered(settings, topology):
+    exchange, _ = topology
+    pub = publisher(settings.rabbitmq_url)
+    with pytest.raises(NotDelivered, match="refused"):
+        pub.publish(exchange, "full", b"{}", props(), mandatory=True)
+    pub.publish(exchange, "ok", b"{}", props(), mandatory=True)  # the link is fine
+    pub.close()
+
+
+def test_a_missing_exchange_is_not_delivered_and_the_next_publish_reconnects(settings, topology):
+    exchange, _ = topology
+    pub = publisher(settings.rabbitmq_url)
+    with pytest.raises(NotDelivered, match="does not exist"):
+        pub.publish(exchange + ".gone", "ok", b"{}", props(), mandatory=True)
+    pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+    pub.close()
+
+
+def test_a_cut_link_fails_fast_and_the_publisher_comes_back(settings, topology):
+    exchange, ok = topology
+    proxy = TcpProxy("127.0.0.1", 5672)
+    try:
+        pub = publisher(f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+        pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+        proxy.cut()
+        with pytest.raises(BrokerUnavailable):
+            pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+        proxy.restore()
+        pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+        pub.close()
+    finally:
+        proxy.close()
