@@ -11,6 +11,17 @@ broker puts the held messages back. If a device's next sync lands on another pro
 that one first asks the holder to let go (pushbox_core.signals), and the messages come
 back redelivered; it then reads them again (the only case that reads twice).
 
+Reading ahead, while a device drains a backlog: a sync that returns a full batch keeps
+the device's consumers open, with room for one more batch, so the broker sends the
+next batch while this one travels to the phone and the next sync comes back; the
+owning thread decodes it meanwhile, and the next sync acks and answers from memory.
+What was read ahead and not returned is held like the rest (unacked, back to the queue
+if the process dies or lets go). The broker flags it redelivered when it comes back; a
+process that lets go tells the next one which ids the device never saw (`unreturned`),
+so only a process that died leaves that false alarm (the SDK dedupes by id either
+way). A sync that finds the device caught up closes the consumers, and a lane with
+nothing ready never gets one.
+
 pika's BlockingConnection is not thread-safe, so one thread (a greenlet under gevent)
 owns each holding connection and runs every job on it, one at a time; a process has a
 few such connections, and a device always uses the same one.
@@ -46,6 +57,7 @@ HOLDINGS_MAX = 1_800  # channels on the holding connection (the broker allows 2,
 DELIVERY_WAIT_S = 0.5  # at most, for deliveries the ready count promised
 DELIVERY_GAP_S = 0.05  # deliveries that pause this long have ended (the rest expired)
 JOB_TIMEOUT_S = 30.0
+READ_AHEAD_EVERY_S = 0.01  # while reading ahead, deliveries are decoded this often
 
 
 @dataclass
@@ -70,8 +82,18 @@ class Taken:
 @dataclass
 class Holding:
     channel: BlockingChannel
-    held: list[Taken] = field(default_factory=list)
+    held: list[Taken] = field(default_factory=list)  # returned to the device, not acked
+    # per lane, from the head of its queue: delivered to us, not returned yet
+    ahead: dict[str, list[Taken]] = field(default_factory=lambda: {lane: [] for lane in LANES})
+    consumers: dict[str, tuple[str, int]] = field(default_factory=dict)  # lane: (tag, window)
+    unreturned: set[str] = field(default_factory=set)  # see Mailbox.sync
     used_at: float = field(default_factory=time.monotonic)
+
+    def count(self) -> int:
+        return len(self.held) + sum(len(a) for a in self.ahead.values())
+
+    def unacked_tags(self) -> list[int]:
+        return [t.tag for t in self.held] + [t.tag for a in self.ahead.values() for t in a]
 
 
 @dataclass(frozen=True)
@@ -107,19 +129,24 @@ class Mailbox:
         self, url: str, names: Names, *, connections: int = 4, name: str = "pushbox-mailbox"
     ):
         self._actors = [_Actor(url, names, name=f"{name}-{i}") for i in range(connections)]
-        self.on_released: Callable[[str], None] | None = None
+        # (device id, ids read ahead and never returned): another process serves it now
+        self.on_released: Callable[[str, list[str]], None] | None = None
         for actor in self._actors:
             actor.on_released = self._released
 
-    def _released(self, device_id: str) -> None:
+    def _released(self, device_id: str, unreturned: list[str]) -> None:
         if self.on_released is not None:
-            self.on_released(device_id)
+            self.on_released(device_id, unreturned)
 
     def _actor(self, device_id: str) -> _Actor:
         return self._actors[zlib.crc32(device_id.encode()) % len(self._actors)]
 
-    def sync(self, device_id: str, ack: list[str], max_n: int) -> SyncResult:
-        return self._actor(device_id).sync(device_id, ack, max_n)
+    def sync(
+        self, device_id: str, ack: list[str], max_n: int, unreturned: set[str] | None = None
+    ) -> SyncResult:
+        """`unreturned`: ids a previous holder read ahead and never gave the device; they
+        come back flagged redelivered by the broker, and are not."""
+        return self._actor(device_id).sync(device_id, ack, max_n, unreturned or set())
 
     def release(self, device_id: str) -> None:
         """Put back what is held for this device (another process will serve it)."""
@@ -147,11 +174,17 @@ class _Actor:
         self._start_lock = threading.Lock()
         self._conn: BlockingConnection | None = None
         self._holdings: dict[str, Holding] = {}
-        self.on_released: Callable[[str], None] | None = None
+        self._reading: set[str] = set()  # devices whose consumers are open (reading ahead)
+        self.on_released: Callable[[str, list[str]], None] | None = None
 
     # ---- called from other threads
-    def sync(self, device_id: str, ack: list[str], max_n: int) -> SyncResult:
-        return self._run(lambda: self._sync_or_let_go(device_id, set(ack), max_n))
+    def sync(self, device_id: str, ack: list[str], max_n: int, unreturned: set[str]) -> SyncResult:
+        def job() -> SyncResult:
+            if unreturned:
+                self._holding(device_id).unreturned |= unreturned
+            return self._sync_or_let_go(device_id, set(ack), max_n)
+
+        return self._run(job)
 
     def release(self, device_id: str) -> None:
         self._submit(lambda: self._release(device_id))
@@ -161,7 +194,7 @@ class _Actor:
 
     def held_count(self, device_id: str) -> int:
         h = self._holdings.get(device_id)
-        return len(h.held) if h else 0
+        return h.count() if h else 0
 
     def close(self) -> None:
         if self._thread is not None:
@@ -184,12 +217,31 @@ class _Actor:
         except FutureTimeout:
             raise BrokerUnavailable("the broker is too slow to answer") from None
 
+    def _reading_ahead(self) -> bool:
+        return bool(self._reading)
+
+    def _next_job(self) -> tuple[Callable[[], Any], Future] | None | tuple[()]:
+        """The next job, or () after a while without one. While consumers are open,
+        the while is short and their deliveries are decoded after it (now, not in the
+        next sync), what arrived meanwhile in one go."""
+        reading = self._reading_ahead()
+        try:
+            return self._jobs.get(
+                timeout=READ_AHEAD_EVERY_S if reading else 1.0 if not self._holdings else 0.2
+            )
+        except queue.Empty:
+            pass
+        if reading and self._conn is not None and self._conn.is_open:
+            try:
+                self._conn.process_data_events(0)
+            except (AMQPError, *CONNECTION_ERRORS) as e:
+                log.warning("mailbox connection lost: %s", e)
+                self._drop_connection()
+        return ()
+
     def _loop(self) -> None:
         while True:
-            try:
-                job = self._jobs.get(timeout=1.0 if not self._holdings else 0.2)
-            except queue.Empty:
-                job = ()  # type: ignore[assignment]
+            job = self._next_job()
             if job is None:
                 self._drop_connection()
                 return
@@ -214,11 +266,13 @@ class _Actor:
     def _connection(self) -> BlockingConnection:
         if self._conn is None or not self._conn.is_open:
             self._holdings.clear()  # the broker put them back when the old one died
+            self._reading.clear()
             self._conn = pika.BlockingConnection(self._params)
         return self._conn
 
     def _drop_connection(self) -> None:
         self._holdings.clear()
+        self._reading.clear()
         conn, self._conn = self._conn, None
         if conn is not None and conn.is_open:
             with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
@@ -227,6 +281,7 @@ class _Actor:
     def _holding(self, device_id: str) -> Holding:
         h = self._holdings.get(device_id)
         if h is None or not h.channel.is_open:
+            self._reading.discard(device_id)
             if len(self._holdings) >= HOLDINGS_MAX:  # let the longest idle one go
                 oldest = min(self._holdings, key=lambda d: self._holdings[d].used_at)
                 self._let_go(oldest)
@@ -236,15 +291,18 @@ class _Actor:
         return h
 
     def _let_go(self, device_id: str) -> None:
+        self._reading.discard(device_id)
         h = self._holdings.pop(device_id, None)
         if h is not None and h.channel.is_open:
             with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
                 h.channel.close()  # unacked deliveries go back to their queues
 
     def _release(self, device_id: str) -> None:
+        h = self._holdings.get(device_id)
+        unreturned = [t.id for a in h.ahead.values() for t in a] if h is not None else []
         self._let_go(device_id)
         if self.on_released is not None:
-            self.on_released(device_id)
+            self.on_released(device_id, unreturned)
 
     def _expire_holdings(self) -> None:
         limit = time.monotonic() - HOLD_S
@@ -265,7 +323,7 @@ class _Actor:
     def _sync(self, device_id: str, ack: set[str], max_n: int) -> SyncResult:
         h = self._holding(device_id)
         ch = h.channel
-        outstanding = [t.tag for t in h.held]
+        outstanding = set(h.unacked_tags())  # every delivery the channel holds: ack_by_tag
         ack_tags: list[int] = []
         acked: list[str] = []
 
@@ -281,27 +339,32 @@ class _Actor:
                 t.redelivered = True  # it was given out before
                 held.append(t)
         unknown = ack - set(acked)  # acked, but not held here: maybe let go by another
+        # ack now, before reading: this frees the open consumers' window, so the broker
+        # sends what was not read ahead while this sync waits for it
+        ack_by_tag(ch, sorted(outstanding), ack_tags)
+        outstanding.difference_update(ack_tags)
+        ack_tags.clear()
         lanes: dict[str, list[Taken]] = {}
         budget = max_n
         try:
             for lane in LANES:
                 mine = [t for t in held if t.lane == lane]
                 budget -= len(mine)
-                want = max(budget, 0) + len(unknown)
+                want = max(budget, 0)
+                self._read(h, device_id, lane, want + len(unknown), len(mine), max_n)
+                outstanding.update(t.tag for t in h.ahead[lane])
                 fresh: list[Taken] = []
-                if want > 0:
-                    for t in self._take(ch, device_id, lane, want):
-                        outstanding.append(t.tag)
-                        if t.id in unknown:
-                            settle(t, acked)
-                        else:
-                            fresh.append(t)
-                    keep = max(budget, 0)
-                    for t in fresh[keep:]:  # taken for acks that were not there
-                        ch.basic_nack(t.tag, requeue=True)
-                        outstanding.remove(t.tag)
-                    fresh = fresh[:keep]
-                    budget -= len(fresh)
+                rest: list[Taken] = []
+                for t in h.ahead[lane]:
+                    if t.id in unknown:
+                        settle(t, acked)
+                        unknown.discard(t.id)
+                    elif len(fresh) < want:
+                        fresh.append(t)
+                    else:
+                        rest.append(t)  # read ahead: the next sync's
+                h.ahead[lane] = rest
+                budget -= len(fresh)
                 lanes[lane] = mine + fresh
         except ChannelClosedByBroker as e:
             self._holdings.pop(device_id, None)
@@ -332,25 +395,73 @@ class _Actor:
             else:
                 kept.append(t)
 
-        ack_by_tag(ch, outstanding, ack_tags)
+        # the consumer of one lane may have delivered while the other was read
+        outstanding.update(t.tag for a in h.ahead.values() for t in a)
+        ack_by_tag(ch, sorted(outstanding), ack_tags)
         h.held = kept
-        return SyncResult(kept[:max_n], acked, collapsed, expired, len(kept))
+        if max_n == 0 or len(kept) < max_n:  # caught up: nothing to read ahead for
+            self._stop_reading(device_id, h)
+        return SyncResult(kept[:max_n], acked, collapsed, expired, h.count())
 
-    def _take(self, ch: BlockingChannel, device_id: str, lane: str, want: int) -> list[Taken]:
+    def _read(
+        self, h: Holding, device_id: str, lane: str, need: int, held: int, max_n: int
+    ) -> None:
+        """Make h.ahead[lane] hold `need` messages, or all the lane has, through a
+        consumer that stays open. Its window (the unacked deliveries the broker may send
+        it) covers the `held` messages of the lane the device has not acked, `need`, and
+        the next batch (`max_n`)."""
+        ahead = h.ahead[lane]
+        if len(ahead) >= need:
+            return  # read ahead by the last sync: nothing to ask the broker
+        ch = h.channel
+        conn = ch.connection
         queue_name = self.names.device_queue(device_id, lane)
+        open_ = h.consumers.get(lane)
+        if open_ is not None and open_[1] < held + need:  # too narrow for this sync
+            self._cancel(h, lane)
+            open_ = None
+            if not h.consumers:
+                self._reading.discard(device_id)
+        # what the broker sent before this answer has arrived by then; the count is
+        # what it has not sent yet
         ready = ch.queue_declare(queue_name, passive=True).method.message_count
-        n = min(ready, want)
-        if n == 0:
-            return []
-        got: list[Taken] = []
+        conn.process_data_events(0)
+        expect = min(len(ahead) + ready, need)
+        if len(ahead) >= expect:
+            return
+        if open_ is None:
+            window = held + need + max_n
+            ch.basic_qos(prefetch_count=window)
+            tag = ch.basic_consume(queue_name, self._on_delivery(h, lane))
+            h.consumers[lane] = (tag, window)
+            self._reading.add(device_id)
+        # the ready count may include expired messages the broker drops as it delivers:
+        # stop once deliveries pause, rather than wait for ones that will never come
+        deadline = time.monotonic() + DELIVERY_WAIT_S
+        quiet_until = time.monotonic() + DELIVERY_GAP_S
+        while len(ahead) < expect:
+            now = time.monotonic()
+            if now >= deadline or now >= quiet_until:
+                break
+            before = len(ahead)
+            conn.process_data_events(time_limit=min(deadline, quiet_until) - now)
+            if len(ahead) > before:
+                quiet_until = time.monotonic() + DELIVERY_GAP_S
 
+    @staticmethod
+    def _on_delivery(h: Holding, lane: str) -> Callable[..., None]:
         def on_message(_ch, method, props, body) -> None:
-            got.append(
+            message_id = props.message_id or ""
+            redelivered = bool(method.redelivered)
+            if redelivered and message_id in h.unreturned:  # read ahead elsewhere, never given
+                h.unreturned.discard(message_id)
+                redelivered = False
+            h.ahead[lane].append(
                 Taken(
-                    id=props.message_id or "",
+                    id=message_id,
                     lane=lane,
                     tag=method.delivery_tag,
-                    redelivered=bool(method.redelivered),
+                    redelivered=redelivered,
                     body=body,
                     collapse_key=_header(props, "collapse_key"),
                     created_ms=_int_header(props, "created_ms") or 0,
@@ -358,23 +469,21 @@ class _Actor:
                 )
             )
 
-        ch.basic_qos(prefetch_count=n)
-        consumer = ch.basic_consume(queue_name, on_message)
-        # the ready count may include expired messages the broker drops as it delivers:
-        # stop once deliveries pause, rather than wait for ones that will never come
-        conn = ch.connection
-        deadline = time.monotonic() + DELIVERY_WAIT_S
-        quiet_until = time.monotonic() + DELIVERY_GAP_S
-        while len(got) < n:
-            now = time.monotonic()
-            if now >= deadline or now >= quiet_until:
-                break
-            before = len(got)
-            conn.process_data_events(time_limit=min(deadline, quiet_until) - now)
-            if len(got) > before:
-                quiet_until = time.monotonic() + DELIVERY_GAP_S
-        ch.basic_cancel(consumer)  # deliveries not yet handed to on_message are nacked
-        return got
+        return on_message
+
+    def _stop_reading(self, device_id: str, h: Holding) -> None:
+        """Close the device's consumers; what they delivered stays ahead (the head of
+        its lane), for the next sync."""
+        if h.consumers:
+            h.channel.connection.process_data_events(0)  # take in what has arrived
+            for lane in list(h.consumers):
+                self._cancel(h, lane)
+        self._reading.discard(device_id)
+
+    @staticmethod
+    def _cancel(h: Holding, lane: str) -> None:
+        tag, _window = h.consumers.pop(lane)
+        h.channel.basic_cancel(tag)  # deliveries not yet handed to us go back, redelivered
 
 
 def ack_by_tag(ch: BlockingChannel, outstanding: list[int], ack_tags: list[int]) -> None:

@@ -253,12 +253,14 @@ def sync_device(
     device_id = session.device_id
     signals.listen()  # this process may hold messages: it must hear requests to let go
     previous = holders.claim(device_id, signals.instance)
+    unreturned: set[str] = set()
     if previous is not None and previous != signals.instance:
         _take_over(device_id, previous, signals=signals)
+        unreturned = holders.take_unreturned(device_id)
     woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
     deadline = time.monotonic() + req.wait_s
     try:
-        result = mailbox.sync(device_id, list(req.ack), req.max)
+        result = mailbox.sync(device_id, list(req.ack), req.max, unreturned)
         _count(result, count)
         while woken is not None and not result.messages and req.max > 0:
             left = deadline - time.monotonic()
@@ -285,6 +287,16 @@ def _take_over(device_id: str, previous: str, *, signals: Signals) -> None:
             raise DependencyDown("the device's previous API instance")
     finally:
         signals.forget(released)
+
+
+def let_go(device_id: str, unreturned: list[str], *, signals: Signals, holders: Holders) -> None:
+    """This process let go of a device (another one serves it now): tell that one which
+    messages the device never saw, then that it may read."""
+    try:
+        holders.note_unreturned(device_id, unreturned)
+    except DependencyDown as e:  # it then calls them redelivered: a false alarm, no loss
+        log.warning("device %s: could not note what was read ahead: %s", device_id, e)
+    signals.released(device_id)
 
 
 def forget_holder(device_id: str, *, mailbox: Mailbox, signals: Signals, holders: Holders) -> None:

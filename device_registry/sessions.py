@@ -112,6 +112,18 @@ class Holders:
             holder = self.redis.get(self.names.holder_key(device_id))
         return str(holder) if holder is not None else None
 
+    def note_unreturned(self, device_id: str, ids: list[str]) -> None:
+        """The holder let go of messages it had read ahead but never returned: the next
+        holder reads them redelivered, and must not say so (the device never saw them)."""
+        with redis_errors():
+            if ids:
+                self.redis.set(self.names.unreturned_key(device_id), json.dumps(ids), ex=60)
+
+    def take_unreturned(self, device_id: str) -> set[str]:
+        with redis_errors():
+            value = self.redis.getdel(self.names.unreturned_key(device_id))
+        return set(json.loads(value)) if value else set()
+
     def drop(self, device_id: str) -> str | None:
         """The device is gone: forget its holder; returns who it was."""
         with redis_errors():

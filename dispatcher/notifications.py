@@ -116,8 +116,9 @@ class Notifications:
         return Notification(**{**row, "app_id": str(row["app_id"])})
 
     def count(self, counts: dict[tuple[str, str], int]) -> None:
-        """Add to counters, {(notification_id, counter): n}: one UPDATE per counter, all
-        in one transaction, so that a failure counts nothing and may be retried."""
+        """Add to counters, {(notification_id, counter): n}: all in one transaction, so
+        that a failure counts nothing and may be retried. Ids that add one (the common
+        case: a device acks each message once) share a plain `+ 1 WHERE id IN`."""
         by_counter: dict[str, dict[str, int]] = {}
         for (notification_id, counter), n in counts.items():
             if counter not in COUNTERS:
@@ -125,16 +126,24 @@ class Notifications:
             by_counter.setdefault(counter, {})[notification_id] = n
         with self.db.transaction() as cur:
             for counter, amounts in sorted(by_counter.items()):
-                ids = sorted(amounts)
-                cases = " ".join(["WHEN %s THEN %s"] * len(ids))
-                marks = ", ".join(["%s"] * len(ids))
-                args: list[object] = [v for i in ids for v in (i, amounts[i])]
-                args += ids
-                cur.execute(
-                    f"UPDATE notifications SET {counter} = {counter} + CASE id {cases} ELSE 0 END"
-                    f" WHERE id IN ({marks})",
-                    args,
-                )
+                ones = sorted(i for i, n in amounts.items() if n == 1)
+                if ones:
+                    marks = ", ".join(["%s"] * len(ones))
+                    cur.execute(
+                        f"UPDATE notifications SET {counter} = {counter} + 1 WHERE id IN ({marks})",
+                        ones,
+                    )
+                more = sorted(i for i, n in amounts.items() if n != 1)
+                if more:
+                    cases = " ".join(["WHEN %s THEN %s"] * len(more))
+                    marks = ", ".join(["%s"] * len(more))
+                    args: list[object] = [v for i in more for v in (i, amounts[i])]
+                    args += more
+                    cur.execute(
+                        f"UPDATE notifications SET {counter} = {counter} + CASE id {cases}"
+                        f" ELSE 0 END WHERE id IN ({marks})",
+                        args,
+                    )
 
 
 class Tally:

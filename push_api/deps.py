@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
+from device_registry import services as registry_services
 from device_registry.mailbox import Mailbox
 from device_registry.sessions import Holders, Sessions
 from device_registry.store import Store
@@ -57,7 +59,10 @@ class Deps:
         signals = Signals(client, names, instance_name())
         mailbox = Mailbox(settings.rabbitmq_url, names)
         signals.on_release = mailbox.release  # another process took over a device
-        mailbox.on_released = signals.released
+        holders = Holders(client, names)
+        mailbox.on_released = functools.partial(
+            registry_services.let_go, signals=signals, holders=holders
+        )
         return cls(
             settings=settings,
             names=names,
@@ -74,7 +79,7 @@ class Deps:
             idempotency=Idempotency(client, names),
             signals=signals,
             mailbox=mailbox,
-            holders=Holders(client, names),
+            holders=holders,
         )
 
     def close(self) -> None:

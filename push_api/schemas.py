@@ -181,11 +181,28 @@ class NotificationOut(ma.Schema):
 SYNC_MAX = 500
 SYNC_WAIT_MAX_S = 30
 ACKS_MAX = 1000
+MESSAGE_ID_MAX_CHARS = 64
+
+
+class MessageIds(fields.List):
+    """A list of message ids. A sync acks up to 1,000 at a time: a list where every id
+    is fine is taken in one pass; otherwise item by item, naming the bad ones."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            fields.String(validate=validate.Length(min=1, max=MESSAGE_ID_MAX_CHARS)), **kwargs
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list) and all(
+            type(v) is str and 0 < len(v) <= MESSAGE_ID_MAX_CHARS for v in value
+        ):
+            return list(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class SyncIn(ma.Schema):
-    ack = fields.List(
-        fields.String(validate=validate.Length(min=1, max=64)),
+    ack = MessageIds(
         load_default=list,
         validate=validate.Length(max=ACKS_MAX, error=f"at most {ACKS_MAX} ids"),
     )

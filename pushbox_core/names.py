@@ -98,5 +98,9 @@ class Names:
         """Which API process holds the messages a device was last given."""
         return f"{self.redis_prefix}:holder:{device_id}"
 
+    def unreturned_key(self, device_id: str) -> str:
+        """Ids a holder read ahead and let go of without returning them."""
+        return f"{self.redis_prefix}:unreturned:{device_id}"
+
     def idempotency_key(self, sender: str, key: str) -> str:
         return f"{self.redis_prefix}:idem:{sender}:{key}"

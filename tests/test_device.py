@@ -102,3 +102,20 @@ def test_device_endpoints_need_a_session_token(client, settings):
     r = client.get("/v1/device", headers=bearer(shop["server_key"]))
     assert r.status_code == 403
     assert client.get("/v1/device", headers=bearer(settings.admin_token)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "ack, bad",
+    [(["fine", ""], "1"), (["fine", 7], "1"), (["x" * 65], "0"), ("not-a-list", None)],
+)
+def test_a_sync_with_a_bad_ack_id_is_422_naming_it(client, settings, ack, bad):
+    shop = new_app(client, settings)
+    _, _, headers = device_session(client, shop)
+    r = client.post("/v1/device/sync", json={"ack": ack}, headers=headers)
+    assert r.status_code == 422
+    errors = r.get_json()["errors"]["json"]["ack"]
+    if bad is not None:
+        assert list(errors) == [bad]  # by its place in the list
+    assert (
+        client.post("/v1/device/sync", json={"ack": ["fine"]}, headers=headers).status_code == 200
+    )

@@ -377,3 +377,56 @@ def test_failed_session_attempts_do_not_spend_the_devices_budget(settings, shop)
     token = c.post("/v1/sessions", json=reg).get_json()["session_token"]
     assert c.post("/v1/device/sync", json={}, headers=bearer(token)).status_code == 200
     limited.extensions["pushbox"].close()
+
+
+def test_what_was_read_ahead_follows_the_device_to_another_instance(http, stack, shop, backend):
+    """A sync that returns a full batch reads the next one ahead; if the device's next
+    sync lands elsewhere, those messages come back from the queue, none lost."""
+    p = phone(stack, shop)
+    first_instance, second_instance = stack.instances
+    ids = [backend.notify({"device_id": p.device_id}, title=f"r{i}") for i in range(12)]
+    got = raw_sync(http, first_instance, p.token, max=4)
+    assert [m["id"] for m in got] == ids[:4]
+    held_by_first = http.get(f"{first_instance}/v1/device", headers=bearer(p.token)).json()
+    assert held_by_first["pending"] == 12  # 4 returned and 4 read ahead are still pending
+    got = raw_sync(http, second_instance, p.token, ack=ids[:4], max=10)
+    assert [m["id"] for m in got] == ids[4:]
+    assert not any(m["redelivered"] for m in got)  # read ahead, never given to the device
+    assert raw_sync(http, second_instance, p.token, ack=ids[4:], max=10) == []
+    assert raw_sync(http, first_instance, p.token, max=10) == []
+    assert p.device()["pending"] == 0
+
+
+def test_an_order_update_overtakes_promos_already_read_ahead(http, stack, shop, backend):
+    p = phone(stack, shop)
+    promos = [backend.broadcast(title=f"promo {i}") for i in range(8)]
+    got = raw_sync(http, stack.base, p.token, max=4)  # reads promos 4-7 ahead
+    assert [m["id"] for m in got] == promos[:4]
+    order = backend.notify({"device_id": p.device_id}, title="shipped")
+    got = raw_sync(http, stack.base, p.token, ack=promos[:4], max=4)
+    assert [m["id"] for m in got] == [order, *promos[4:7]]
+    got = raw_sync(http, stack.base, p.token, ack=[m["id"] for m in got], max=4)
+    assert [m["id"] for m in got] == promos[7:]
+    assert raw_sync(http, stack.base, p.token, ack=promos[7:], max=4) == []
+
+
+def test_a_process_that_dies_while_reading_ahead_loses_nothing(client, settings):
+    from tests.support import device_session, new_app
+
+    dying, survivor = create_app(settings), create_app(settings)
+    shop = new_app(client, settings)
+    _, _, headers = device_session(client, shop)
+    ids = [
+        client.post(
+            "/v1/broadcasts", json={"title": f"d{i}"}, headers=bearer(shop["server_key"])
+        ).get_json()["id"]
+        for i in range(12)
+    ]
+    d = dying.test_client().post("/v1/device/sync", json={"max": 4}, headers=headers)
+    assert [m["id"] for m in d.get_json()["messages"]] == ids[:4]  # and 4 more read ahead
+    dying.extensions["pushbox"].close()  # its connections drop, as when a process dies
+    s = survivor.test_client().post("/v1/device/sync", json={"max": 20}, headers=headers)
+    got = s.get_json()["messages"]
+    assert [m["id"] for m in got] == ids
+    assert all(m["redelivered"] for m in got[:4])
+    survivor.extensions["pushbox"].close()
