@@ -58,6 +58,8 @@ DELIVERY_WAIT_S = 0.5  # at most, for deliveries the ready count promised
 DELIVERY_GAP_S = 0.05  # deliveries that pause this long have ended (the rest expired)
 JOB_TIMEOUT_S = 30.0
 READ_AHEAD_EVERY_S = 0.01  # while reading ahead, deliveries are decoded this often
+GETS_MAX = 4  # a lane with more to read than this gets a consumer instead of basic.gets
+EXPIRE_EVERY_S = 1.0
 
 
 @dataclass
@@ -175,6 +177,7 @@ class _Actor:
         self._conn: BlockingConnection | None = None
         self._holdings: dict[str, Holding] = {}
         self._reading: set[str] = set()  # devices whose consumers are open (reading ahead)
+        self._expired_at = 0.0
         self.on_released: Callable[[str, list[str]], None] | None = None
 
     # ---- called from other threads
@@ -305,7 +308,11 @@ class _Actor:
             self.on_released(device_id, unreturned)
 
     def _expire_holdings(self) -> None:
-        limit = time.monotonic() - HOLD_S
+        now = time.monotonic()
+        if now - self._expired_at < EXPIRE_EVERY_S:
+            return
+        self._expired_at = now
+        limit = now - HOLD_S
         for device_id in [d for d, h in self._holdings.items() if h.used_at < limit]:
             self._let_go(device_id)
 
@@ -406,10 +413,11 @@ class _Actor:
     def _read(
         self, h: Holding, device_id: str, lane: str, need: int, held: int, max_n: int
     ) -> None:
-        """Make h.ahead[lane] hold `need` messages, or all the lane has, through a
-        consumer that stays open. Its window (the unacked deliveries the broker may send
-        it) covers the `held` messages of the lane the device has not acked, `need`, and
-        the next batch (`max_n`)."""
+        """Make h.ahead[lane] hold `need` messages, or all the lane has: up to GETS_MAX
+        by basic.get (a wake-up, an empty lane: a round trip each, no consumer to open
+        and cancel), more through a consumer that stays open. Its window (the unacked
+        deliveries the broker may send it) covers the `held` messages of the lane the
+        device has not acked, `need`, and the next batch (`max_n`)."""
         ahead = h.ahead[lane]
         if len(ahead) >= need:
             return  # read ahead by the last sync: nothing to ask the broker
@@ -422,10 +430,22 @@ class _Actor:
             open_ = None
             if not h.consumers:
                 self._reading.discard(device_id)
-        # what the broker sent before this answer has arrived by then; the count is
-        # what it has not sent yet
-        ready = ch.queue_declare(queue_name, passive=True).method.message_count
-        conn.process_data_events(0)
+        if open_ is None:
+            # a few messages (a wake-up, an empty lane) cost a round trip each by
+            # basic.get, whose answer also says how many are left; more get a consumer
+            for _ in range(GETS_MAX):
+                method, props, body = ch.basic_get(queue_name)
+                if method is None:
+                    return  # the lane is empty
+                ahead.append(self._taken(h, lane, method, props, body))
+                ready = method.message_count
+                if ready == 0 or len(ahead) >= need:
+                    return
+        else:
+            # what the broker sent before this answer has arrived by then; the count
+            # is what it has not sent yet
+            ready = ch.queue_declare(queue_name, passive=True).method.message_count
+            conn.process_data_events(0)
         expect = min(len(ahead) + ready, need)
         if len(ahead) >= expect:
             return
@@ -448,28 +468,31 @@ class _Actor:
             if len(ahead) > before:
                 quiet_until = time.monotonic() + DELIVERY_GAP_S
 
-    @staticmethod
-    def _on_delivery(h: Holding, lane: str) -> Callable[..., None]:
+    def _on_delivery(self, h: Holding, lane: str) -> Callable[..., None]:
         def on_message(_ch, method, props, body) -> None:
-            message_id = props.message_id or ""
-            redelivered = bool(method.redelivered)
-            if redelivered and message_id in h.unreturned:  # read ahead elsewhere, never given
-                h.unreturned.discard(message_id)
-                redelivered = False
-            h.ahead[lane].append(
-                Taken(
-                    id=message_id,
-                    lane=lane,
-                    tag=method.delivery_tag,
-                    redelivered=redelivered,
-                    body=body,
-                    collapse_key=_header(props, "collapse_key"),
-                    created_ms=_int_header(props, "created_ms") or 0,
-                    expires_ms=_int_header(props, "expires_ms"),
-                )
-            )
+            h.ahead[lane].append(self._taken(h, lane, method, props, body))
 
         return on_message
+
+    @staticmethod
+    def _taken(
+        h: Holding, lane: str, method: Any, props: pika.BasicProperties, body: bytes
+    ) -> Taken:
+        message_id = props.message_id or ""
+        redelivered = bool(method.redelivered)
+        if redelivered and message_id in h.unreturned:  # read ahead elsewhere, never given
+            h.unreturned.discard(message_id)
+            redelivered = False
+        return Taken(
+            id=message_id,
+            lane=lane,
+            tag=method.delivery_tag,
+            redelivered=redelivered,
+            body=body,
+            collapse_key=_header(props, "collapse_key"),
+            created_ms=_int_header(props, "created_ms") or 0,
+            expires_ms=_int_header(props, "expires_ms"),
+        )
 
     def _stop_reading(self, device_id: str, h: Holding) -> None:
         """Close the device's consumers; what they delivered stays ahead (the head of
