@@ -70,10 +70,14 @@ def fill(queue_key: str, n: int = BACKLOG) -> None:
     harness.publish_many(nm.direct_exchange("normal"), batch)
 
 
-def pushbox_drain(phone: Phone) -> float:
-    started = time.perf_counter()
-    got = phone.drain(max=MAX)
-    seconds = time.perf_counter() - started
+def pushbox_drain(phone: Phone, cpu: list[dict[str, float]] | None = None) -> float:
+    """Messages/s; appends the CPU each part spent per message to `cpu`."""
+    with harness.CpuMeter() as meter:
+        started = time.perf_counter()
+        got = phone.drain(max=MAX)
+        seconds = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append(meter.per(BACKLOG))
     if len({m["id"] for m in got}) != BACKLOG:
         raise RuntimeError(f"drained {len(got)} messages, expected {BACKLOG}")
     return BACKLOG / seconds
@@ -208,6 +212,7 @@ def mosquitto_drain(port: int, n: int = BACKLOG) -> float:
 def run() -> list[Figure]:
     nm = harness.names()
     ours, raws, mqtts = [], [], []
+    cpu: list[dict[str, float]] = []
     with harness.fleet_of("drain", 0) as fleet:
         phone = Phone(harness.base_url(), fleet.app["app_key"])
         phone.open_session()
@@ -220,7 +225,7 @@ def run() -> list[Figure]:
         with mosquitto() as port:
             for _ in range(ROUNDS):
                 fill(key)
-                ours.append(pushbox_drain(phone))
+                ours.append(pushbox_drain(phone, cpu))
                 fill(key)
                 raws.append(raw_drain(queue))
                 mqtts.append(mosquitto_drain(port))
@@ -238,6 +243,8 @@ def run() -> list[Figure]:
         "raw_pika": [round(x) for x in raws],
         "mosquitto": [round(x) for x in mqtts],
         "lanes_redeclared_with_cap_10000": redeclared,
+        # of the median round
+        "cpu_us_per_message": cpu[sorted(range(len(ours)), key=ours.__getitem__)[len(ours) // 2]],
     }
     cmd = harness.command("drain")
     return [

@@ -167,6 +167,63 @@ def broker_open_files() -> int | None:
     return None
 
 
+# ---- where the CPU goes
+def _pids(args: list[str]) -> list[int]:
+    out = subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def stack_processes() -> dict[str, list[int]]:
+    """The processes of the stack on this machine, by part: the API workers and nginx of
+    the stack `make up` started (.run/), the local servers, and this benchmark."""
+    run_dir = ROOT / ".run"
+    parts: dict[str, list[int]] = {"api": [], "nginx": []}
+    for pid_file in sorted(run_dir.glob("api-*.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            parts["api"] += _pids(["-P", pid_file.read_text().strip()])
+    with contextlib.suppress(OSError, ValueError):
+        master = int((run_dir / "nginx.pid").read_text().strip())
+        parts["nginx"] = [master, *_pids(["-P", str(master)])]
+    parts["rabbitmq"] = _pids(["-u", "rabbitmq", "beam.smp"])
+    parts["mysql"] = _pids(["-x", "mariadbd"]) or _pids(["-x", "mysqld"])
+    parts["redis"] = _pids(["-x", "redis-server"])
+    return parts
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+class CpuMeter:
+    """CPU seconds each part of the stack (and this benchmark) spent inside the block:
+    where a figure's time goes, measured in the same run."""
+
+    def __enter__(self) -> CpuMeter:
+        self.parts = stack_processes()
+        self._before = {p: _cpu_s(p) for pids in self.parts.values() for p in pids}
+        self._self = os.times()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        now = os.times()
+        self.seconds = {
+            part: sum(_cpu_s(p) - self._before[p] for p in pids)
+            for part, pids in self.parts.items()
+            if pids
+        }
+        self.seconds["bench client"] = (now.user + now.system) - (
+            self._self.user + self._self.system
+        )
+
+    def per(self, n: int) -> dict[str, float]:
+        """Microseconds of CPU per unit of work (a send, a message), by part."""
+        return {part: round(s / n * 1e6, 1) for part, s in self.seconds.items()}
+
+
 def write_results(figures: Sequence[Figure]) -> Path:
     """Merge these figures into latest.json (same name: replaced) and keep this run's
     figures in a file of their own."""

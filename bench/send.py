@@ -4,7 +4,9 @@
 Baselines, same run: (1) our HTTP ceiling, `GET /healthz` through the same nginx and
 instances at the same concurrency with the same client; (2) raw pika persistent,
 mandatory publishes to the same direct exchange and routing keys, 1,000 confirms in
-flight on one channel."""
+flight on one channel (and, in the detail, 16 in flight: the senders' concurrency).
+The detail also says where the CPU went: microseconds of CPU per send (and per
+healthz request) of each part of the stack, measured around each run."""
 
 from __future__ import annotations
 
@@ -94,14 +96,25 @@ def raw_publish_rate(
 def run(fleet: Fleet | None = None) -> list[Figure]:
     with harness.fleet_of("send", harness.FLEET_SIZE, fleet) as f:
         print(f"send: {SENDS} notifications, {SENDERS} senders, {len(f.devices)} devices ...")
-        rate = send_rate(f)
+        with harness.CpuMeter() as sending:
+            rate = send_rate(f)
         print(f"  pushbox: {rate:.0f}/s; HTTP ceiling ...", flush=True)
-        ceiling = http_ceiling()
+        with harness.CpuMeter() as answering:
+            ceiling = http_ceiling()
         print(f"  healthz: {ceiling:.0f}/s; raw publish ...", flush=True)
-        raw = raw_publish_rate([d.id for d in f.devices])
-        print(f"  raw publish: {raw:.0f}/s", flush=True)
+        ids = [d.id for d in f.devices]
+        raw = raw_publish_rate(ids)
+        raw_alike = raw_publish_rate(ids, window=SENDERS)
+        print(f"  raw publish: {raw:.0f}/s ({raw_alike:.0f}/s with {SENDERS} in flight)")
     cmd = harness.command("send")
-    detail = {"senders": SENDERS, "sends": SENDS, "devices": harness.FLEET_SIZE}
+    detail = {
+        "senders": SENDERS,
+        "sends": SENDS,
+        "devices": harness.FLEET_SIZE,
+        f"raw_publish_{SENDERS}_in_flight": round(raw_alike),
+        "cpu_us_per_send": sending.per(SENDS),
+        "cpu_us_per_healthz": answering.per(CEILING_REQUESTS),
+    }
     return [
         Figure(
             "send_rate",
