@@ -421,9 +421,10 @@ def create_app(label: str) -> dict:
     return r.json()
 
 
-async def _register(app_key: str, n: int, concurrency: int) -> tuple[list[Device], float]:
+async def _register(app_key: str, n: int, concurrency: int, out: list[Device]) -> float:
+    """Register n devices into `out` as they come (a failure leaves the ones registered
+    so far there, for removal)."""
     left = iter(range(n))
-    out: list[Device] = []
     tag = uuid.uuid4().hex[:10]
 
     async def client() -> None:
@@ -445,14 +446,12 @@ async def _register(app_key: str, n: int, concurrency: int) -> tuple[list[Device
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return out, time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def register(fleet: Fleet, n: int, concurrency: int) -> float:
     """Register n more devices in the fleet's app; returns the seconds it took."""
-    devices, seconds = asyncio.run(_register(fleet.app["app_key"], n, concurrency))
-    fleet.devices += devices
-    return seconds
+    return asyncio.run(_register(fleet.app["app_key"], n, concurrency, fleet.devices))
 
 
 async def _open_sessions(devices: Sequence[Device], concurrency: int) -> None:
@@ -482,7 +481,11 @@ def new_fleet(label: str, n: int, *, concurrency: int = 16) -> Fleet:
     fleet = Fleet(create_app(label))
     if n:
         print(f"  registering {n} devices for {label} ...", flush=True)
-        register(fleet, n, concurrency)
+        try:
+            register(fleet, n, concurrency)
+        except BaseException:
+            remove_fleet(fleet)  # what registered before the failure
+            raise
     return fleet
 
 
