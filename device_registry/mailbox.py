@@ -17,10 +17,12 @@ next batch while this one travels to the phone and the next sync comes back; the
 owning thread decodes it meanwhile, and the next sync acks and answers from memory.
 What was read ahead and not returned is held like the rest (unacked, back to the queue
 if the process dies or lets go). The broker flags it redelivered when it comes back; a
-process that lets go tells the next one which ids the device never saw (`unreturned`),
-so only a process that died leaves that false alarm (the SDK dedupes by id either
-way). A sync that finds the device caught up closes the consumers, and a lane with
-nothing ready never gets one.
+process that lets go tells the next one which ids the device never saw (`unreturned`).
+Two cases still raise that false alarm (the SDK dedupes by id either way): a process
+that died, and deliveries in flight when a consumer is closed (pika hands them back).
+A sync that finds the device caught up closes the consumers; a lane with a few
+messages or none is read by basic.get and never gets one; and an actor reads ahead for
+at most READING_MAX devices at a time, which bounds the memory it holds.
 
 pika's BlockingConnection is not thread-safe, so one thread (a greenlet under gevent)
 owns each holding connection and runs every job on it, one at a time; a process has a
@@ -59,6 +61,7 @@ DELIVERY_GAP_S = 0.05  # deliveries that pause this long have ended (the rest ex
 JOB_TIMEOUT_S = 30.0
 READ_AHEAD_EVERY_S = 0.01  # while reading ahead, deliveries are decoded this often
 GETS_MAX = 4  # a lane with more to read than this gets a consumer instead of basic.gets
+READING_MAX = 50  # devices an actor reads ahead for at once (each up to ~2 batches a lane)
 EXPIRE_EVERY_S = 1.0
 
 
@@ -88,14 +91,25 @@ class Holding:
     # per lane, from the head of its queue: delivered to us, not returned yet
     ahead: dict[str, list[Taken]] = field(default_factory=lambda: {lane: [] for lane in LANES})
     consumers: dict[str, tuple[str, int]] = field(default_factory=dict)  # lane: (tag, window)
-    unreturned: set[str] = field(default_factory=set)  # see Mailbox.sync
+    # ids a previous holder read ahead and never returned: not redelivered for the device
+    unreturned: set[str] = field(default_factory=set)
+    acked_floor: int = 0  # every delivery tag up to this one is acked (see ack_by_tag)
+    acked_above: set[int] = field(default_factory=set)  # tags acked one by one past it
     used_at: float = field(default_factory=time.monotonic)
 
     def count(self) -> int:
         return len(self.held) + sum(len(a) for a in self.ahead.values())
 
-    def unacked_tags(self) -> list[int]:
-        return [t.tag for t in self.held] + [t.tag for a in self.ahead.values() for t in a]
+    def ack(self, tags: list[int]) -> None:
+        """Ack these delivery tags in as few frames as is safe (see ack_by_tag)."""
+        if not tags:
+            return
+        floor = ack_by_tag(self.channel, tags, self.acked_floor, self.acked_above)
+        self.acked_above.update(t for t in tags if t > floor)
+        while floor + 1 in self.acked_above:
+            floor += 1
+            self.acked_above.discard(floor)
+        self.acked_floor = floor
 
 
 @dataclass(frozen=True)
@@ -104,7 +118,7 @@ class SyncResult:
     acked: list[str]
     collapsed: list[str]
     expired: list[str]
-    held: int  # messages this process now holds for the device (returned, not acked)
+    held: int  # messages this process holds for the device: returned or read ahead
 
 
 def _header(props: pika.BasicProperties, name: str) -> Any:
@@ -329,8 +343,6 @@ class _Actor:
 
     def _sync(self, device_id: str, ack: set[str], max_n: int) -> SyncResult:
         h = self._holding(device_id)
-        ch = h.channel
-        outstanding = set(h.unacked_tags())  # every delivery the channel holds: ack_by_tag
         ack_tags: list[int] = []
         acked: list[str] = []
 
@@ -346,11 +358,11 @@ class _Actor:
                 t.redelivered = True  # it was given out before
                 held.append(t)
         unknown = ack - set(acked)  # acked, but not held here: maybe let go by another
-        # ack now, before reading: this frees the open consumers' window, so the broker
-        # sends what was not read ahead while this sync waits for it
-        ack_by_tag(ch, sorted(outstanding), ack_tags)
-        outstanding.difference_update(ack_tags)
-        ack_tags.clear()
+        if h.consumers:
+            # reading ahead: ack now, before reading, to free the consumers' window, so
+            # the broker sends what was not read ahead while this sync waits for it
+            h.ack(ack_tags)
+            ack_tags.clear()
         lanes: dict[str, list[Taken]] = {}
         budget = max_n
         try:
@@ -359,7 +371,6 @@ class _Actor:
                 budget -= len(mine)
                 want = max(budget, 0)
                 self._read(h, device_id, lane, want + len(unknown), len(mine), max_n)
-                outstanding.update(t.tag for t in h.ahead[lane])
                 fresh: list[Taken] = []
                 rest: list[Taken] = []
                 for t in h.ahead[lane]:
@@ -402,22 +413,21 @@ class _Actor:
             else:
                 kept.append(t)
 
-        # the consumer of one lane may have delivered while the other was read
-        outstanding.update(t.tag for a in h.ahead.values() for t in a)
-        ack_by_tag(ch, sorted(outstanding), ack_tags)
+        h.ack(ack_tags)
         h.held = kept
-        if max_n == 0 or len(kept) < max_n:  # caught up: nothing to read ahead for
+        caught_up = max_n == 0 or len(kept) < max_n
+        if caught_up or len(self._reading) > READING_MAX:  # nothing to read ahead, or no room
             self._stop_reading(device_id, h)
         return SyncResult(kept[:max_n], acked, collapsed, expired, h.count())
 
     def _read(
-        self, h: Holding, device_id: str, lane: str, need: int, held: int, max_n: int
+        self, h: Holding, device_id: str, lane: str, need: int, unacked: int, max_n: int
     ) -> None:
         """Make h.ahead[lane] hold `need` messages, or all the lane has: up to GETS_MAX
         by basic.get (a wake-up, an empty lane: a round trip each, no consumer to open
         and cancel), more through a consumer that stays open. Its window (the unacked
-        deliveries the broker may send it) covers the `held` messages of the lane the
-        device has not acked, `need`, and the next batch (`max_n`)."""
+        deliveries the broker may send to it) covers the `unacked` messages of the lane
+        the device was given and has not acked, `need`, and the next batch (`max_n`)."""
         ahead = h.ahead[lane]
         if len(ahead) >= need:
             return  # read ahead by the last sync: nothing to ask the broker
@@ -425,7 +435,7 @@ class _Actor:
         conn = ch.connection
         queue_name = self.names.device_queue(device_id, lane)
         open_ = h.consumers.get(lane)
-        if open_ is not None and open_[1] < held + need:  # too narrow for this sync
+        if open_ is not None and open_[1] < unacked + need:  # too narrow for this sync
             self._cancel(h, lane)
             open_ = None
             if not h.consumers:
@@ -450,7 +460,7 @@ class _Actor:
         if len(ahead) >= expect:
             return
         if open_ is None:
-            window = held + need + max_n
+            window = unacked + need + max_n
             ch.basic_qos(prefetch_count=window)
             tag = ch.basic_consume(queue_name, self._on_delivery(h, lane))
             h.consumers[lane] = (tag, window)
@@ -509,19 +519,25 @@ class _Actor:
         h.channel.basic_cancel(tag)  # deliveries not yet handed to us go back, redelivered
 
 
-def ack_by_tag(ch: BlockingChannel, outstanding: list[int], ack_tags: list[int]) -> None:
-    """Ack by delivery tag: the longest fully-acked run of the oldest outstanding
-    tags in one frame (multiple), the rest one by one."""
-    if not ack_tags:
-        return
-    to_ack = set(ack_tags)
-    prefix_end = None
-    for tag in sorted(outstanding):
-        if tag not in to_ack:
-            break
-        prefix_end = tag
-    if prefix_end is not None:
-        ch.basic_ack(prefix_end, multiple=True)
-    for tag in ack_tags:
-        if prefix_end is None or tag > prefix_end:
+def ack_by_tag(ch: Any, tags: list[int], floor: int = 0, acked: set[int] | None = None) -> int:
+    """Ack delivery tags in as few frames as is safe; returns the new floor.
+
+    Tags on a channel count up by one with every delivery (consumed or got). `floor`:
+    every tag up to it is acked; `acked`: tags past it acked one by one before. One
+    `multiple` frame covers the run of tags from floor + 1 that are all acked now or
+    before, up to the last one acked now; a tag missing from the run is a delivery this
+    process has not seen (pika may hold it undispatched while a basic.get waits), which
+    `multiple` would ack unseen, so the run stops there and the rest go one by one."""
+    to_ack = set(tags)
+    done = acked or set()
+    end = run = floor
+    while run + 1 in to_ack or run + 1 in done:
+        run += 1
+        if run in to_ack:
+            end = run
+    if end > floor:
+        ch.basic_ack(end, multiple=True)
+    for tag in sorted(to_ack):
+        if tag > end:
             ch.basic_ack(tag)
+    return end

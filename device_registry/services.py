@@ -256,7 +256,7 @@ def sync_device(
     unreturned: set[str] = set()
     if previous is not None and previous != signals.instance:
         _take_over(device_id, previous, signals=signals)
-        unreturned = holders.take_unreturned(device_id)
+        unreturned = holders.take_unreturned(device_id, previous)
     woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
     deadline = time.monotonic() + req.wait_s
     try:
@@ -293,7 +293,7 @@ def let_go(device_id: str, unreturned: list[str], *, signals: Signals, holders: 
     """This process let go of a device (another one serves it now): tell that one which
     messages the device never saw, then that it may read."""
     try:
-        holders.note_unreturned(device_id, unreturned)
+        holders.note_unreturned(device_id, signals.instance, unreturned)
     except DependencyDown as e:  # it then calls them redelivered: a false alarm, no loss
         log.warning("device %s: could not note what was read ahead: %s", device_id, e)
     signals.released(device_id)

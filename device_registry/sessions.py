@@ -112,17 +112,21 @@ class Holders:
             holder = self.redis.get(self.names.holder_key(device_id))
         return str(holder) if holder is not None else None
 
-    def note_unreturned(self, device_id: str, ids: list[str]) -> None:
-        """The holder let go of messages it had read ahead but never returned: the next
-        holder reads them redelivered, and must not say so (the device never saw them)."""
+    def note_unreturned(self, device_id: str, holder: str, ids: list[str]) -> None:
+        """`holder` let go of messages it had read ahead but never returned: the next
+        holder reads them redelivered, and must not say so (the device never saw them).
+        Written on every let-go, so that no older note outlives it."""
+        note = json.dumps({"holder": holder, "ids": ids})
         with redis_errors():
-            if ids:
-                self.redis.set(self.names.unreturned_key(device_id), json.dumps(ids), ex=60)
+            self.redis.set(self.names.unreturned_key(device_id), note, ex=60)
 
-    def take_unreturned(self, device_id: str) -> set[str]:
+    def take_unreturned(self, device_id: str, holder: str) -> set[str]:
+        """What `holder` (the process this one took the device over from) never
+        returned; a note left by any other process is stale and says nothing."""
         with redis_errors():
             value = self.redis.getdel(self.names.unreturned_key(device_id))
-        return set(json.loads(value)) if value else set()
+        note = json.loads(value) if value else {}
+        return set(note.get("ids", ())) if note.get("holder") == holder else set()
 
     def drop(self, device_id: str) -> str | None:
         """The device is gone: forget its holder; returns who it was."""

@@ -76,16 +76,18 @@ class Notifications:
             )
         )
 
-    def _insert_rows(self, rows: list[tuple]) -> list[str | None]:
-        """One multi-row INSERT; if an id is taken (a redelivered order event), row by
-        row instead, to tell which: None for a new row, else the state of the old one."""
+    def _insert_rows(self, rows: list[tuple]) -> list[str | None | Exception]:
+        """One multi-row INSERT. If MySQL refuses it (an id is taken: a redelivered
+        order event), row by row instead, so that one row's trouble is its own caller's
+        alone: None for a new row, the state of the old one for a taken id, or the
+        error. MySQL being down fails them all (DatabaseUnavailable)."""
         try:
             with self.db.connection() as conn, conn.cursor() as cur:
                 cur.executemany(INSERT_ROW, rows)
             return [None] * len(rows)
-        except pymysql.err.IntegrityError:
+        except pymysql.err.MySQLError:
             pass
-        results: list[str | None] = []
+        results: list[str | None | Exception] = []
         for row in rows:
             try:
                 self.db.execute(INSERT_ROW, row)
@@ -95,6 +97,8 @@ class Notifications:
                     "SELECT state FROM notifications WHERE id = %s", row[:1]
                 )
                 results.append(earlier["state"] if earlier else None)
+            except pymysql.err.MySQLError as e:
+                results.append(e)
         return results
 
     def mark_sent(self, notification_id: str) -> None:
@@ -117,8 +121,9 @@ class Notifications:
 
     def count(self, counts: dict[tuple[str, str], int]) -> None:
         """Add to counters, {(notification_id, counter): n}: all in one transaction, so
-        that a failure counts nothing and may be retried. Ids that add one (the common
-        case: a device acks each message once) share a plain `+ 1 WHERE id IN`."""
+        that a failure counts nothing and may be retried. One UPDATE a counter (rows
+        locked in one order); ids that add one (the common case: a device acks each
+        message once) appear only in its IN list."""
         by_counter: dict[str, dict[str, int]] = {}
         for (notification_id, counter), n in counts.items():
             if counter not in COUNTERS:
@@ -126,24 +131,17 @@ class Notifications:
             by_counter.setdefault(counter, {})[notification_id] = n
         with self.db.transaction() as cur:
             for counter, amounts in sorted(by_counter.items()):
-                ones = sorted(i for i, n in amounts.items() if n == 1)
-                if ones:
-                    marks = ", ".join(["%s"] * len(ones))
-                    cur.execute(
-                        f"UPDATE notifications SET {counter} = {counter} + 1 WHERE id IN ({marks})",
-                        ones,
-                    )
-                more = sorted(i for i, n in amounts.items() if n != 1)
+                ids = sorted(amounts)
+                more = [i for i in ids if amounts[i] != 1]
+                add = "1"
                 if more:
-                    cases = " ".join(["WHEN %s THEN %s"] * len(more))
-                    marks = ", ".join(["%s"] * len(more))
-                    args: list[object] = [v for i in more for v in (i, amounts[i])]
-                    args += more
-                    cur.execute(
-                        f"UPDATE notifications SET {counter} = {counter} + CASE id {cases}"
-                        f" ELSE 0 END WHERE id IN ({marks})",
-                        args,
-                    )
+                    add = "CASE id" + " WHEN %s THEN %s" * len(more) + " ELSE 1 END"
+                args: list[object] = [v for i in more for v in (i, amounts[i])]
+                marks = ", ".join(["%s"] * len(ids))
+                cur.execute(
+                    f"UPDATE notifications SET {counter} = {counter} + {add} WHERE id IN ({marks})",
+                    args + ids,
+                )
 
 
 class Tally:

@@ -11,7 +11,10 @@ Future. What arrives while the connection is busy goes out in one write, and the
 broker confirms runs of it with one `multiple` ack. A mandatory message that reaches
 no queue comes back (Basic.Return) before its ack and fails only its own caller; so
 does a nack. A lost connection fails every message in flight with BrokerUnavailable
-(the caller may retry: every message carries its id, receivers dedupe).
+(the caller may retry: every message carries its id, receivers dedupe). So does a
+channel the broker closes: a publish to a missing exchange fails its own caller with
+NotDelivered, and the other messages in flight on that connection with
+BrokerUnavailable (retried on a new one, perhaps delivered twice).
 """
 
 from __future__ import annotations
@@ -195,19 +198,32 @@ class _Link:
                 return  # closing: _fail_all fails what waits in the outbox
             batch, self._outbox = self._outbox, deque()
             self._flush_scheduled = False
-        for p in batch:
+        for i, p in enumerate(batch):
             if p.future.cancelled():  # its caller gave up before it was sent
                 continue
+            try:
+                self._channel.basic_publish(
+                    p.exchange, p.routing_key, p.body, p.properties, mandatory=p.mandatory
+                )
+            except Exception as e:  # noqa: BLE001 - the link is broken: fail what waits
+                log.warning("publisher: %s", e)
+                with self._lock:
+                    self._outbox.extendleft(reversed(batch[i:]))  # _fail_all fails them
+                if self._conn is not None:
+                    _close_connection(self._conn)
+                return
             self._tag += 1
             self._unconfirmed[self._tag] = p
-            self._channel.basic_publish(
-                p.exchange, p.routing_key, p.body, p.properties, mandatory=p.mandatory
-            )
 
     def _on_return(self, _channel, _method, properties, _body) -> None:
-        # a return comes before the ack of its message; message ids are unique in flight
+        # a return comes before the ack of its message, and at once: an earlier publish
+        # of the same id whose caller gave up (and retried) was routed long before
         for p in self._unconfirmed.values():
-            if not p.returned and p.properties.message_id == properties.message_id:
+            if (
+                not p.returned
+                and not p.future.cancelled()
+                and p.properties.message_id == properties.message_id
+            ):
                 p.returned = True
                 return
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import pymysql
 import pytest
 
 from push_api.app import create_app
@@ -257,3 +258,14 @@ def test_rows_written_together_tell_a_taken_id_from_new_ones(client, settings, a
     assert notifications._insert_rows(rows) == [None, "sending", None, None]
     for m in fresh:
         assert notifications.get(shop["id"], m.id) is not None
+    # a row MySQL refuses fails its own caller only
+    ok, bad = (build("notification", Content(title=t)) for t in ("ok", "bad"))
+    rows = [
+        (m.id, shop["id"], m.kind, "user", target, m.priority, None, m.ttl_s, m.created_at,
+         m.expires_at, 1, "sent")
+        for m, target in ((ok, "kim"), (bad, "k" * 300))  # target is VARCHAR(200)
+    ]  # fmt: skip
+    results = notifications._insert_rows(rows)
+    assert results[0] is None and isinstance(results[1], pymysql.err.DataError)
+    assert notifications.get(shop["id"], ok.id) is not None
+    assert notifications.get(shop["id"], bad.id) is None

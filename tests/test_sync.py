@@ -430,3 +430,16 @@ def test_a_process_that_dies_while_reading_ahead_loses_nothing(client, settings)
     assert [m["id"] for m in got] == ids
     assert all(m["redelivered"] for m in got[:4])
     survivor.extensions["pushbox"].close()
+
+
+def test_a_note_of_unreturned_ids_counts_only_from_the_holder_taken_over_from(app, names):
+    """A note left by a holder that let go too late (the sync that asked it answered
+    503) must not clear the flag of messages another holder gave the device since."""
+    from device_registry.sessions import Holders
+
+    holders = Holders(app.extensions["pushbox"].redis, names)
+    holders.note_unreturned("777", "old-holder", ["m1", "m2"])
+    assert holders.take_unreturned("777", "other-holder") == set()
+    holders.note_unreturned("777", "old-holder", ["m1", "m2"])
+    assert holders.take_unreturned("777", "old-holder") == {"m1", "m2"}
+    assert holders.take_unreturned("777", "old-holder") == set()  # taken once
