@@ -53,8 +53,8 @@ class RateLimiter:
             try:
                 wait_s = float(self._pipeline(*command, *args))
             except redis.exceptions.NoScriptError:  # a restarted Redis: load it again
-                self._client.script_load(TAKE_TOKEN)
-                wait_s = float(self._pipeline(*command, *args))
+                self._sha = str(self._client.script_load(TAKE_TOKEN))
+                wait_s = float(self._pipeline("EVALSHA", self._sha, *command[2:], *args))
         if wait_s > 0:
             raise RateLimited(
                 f"rate limit exceeded: {limit.per_s:g} requests/s per {limit.kind}",
