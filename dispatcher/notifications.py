@@ -80,7 +80,9 @@ class Notifications:
         """One multi-row INSERT. If MySQL refuses it (an id is taken: a redelivered
         order event), row by row instead, so that one row's trouble is its own caller's
         alone: None for a new row, the state of the old one for a taken id, or the
-        error. MySQL being down fails them all (DatabaseUnavailable)."""
+        error. MySQL being down fails them all (DatabaseUnavailable). A batch (at most
+        BATCH_MAX rows of well under 1 KB) stays below pymysql's 1 MB statement limit,
+        so executemany sends one statement: it is written whole or not at all."""
         try:
             with self.db.connection() as conn, conn.cursor() as cur:
                 cur.executemany(INSERT_ROW, rows)

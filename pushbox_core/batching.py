@@ -2,14 +2,14 @@
 round trip.
 
 On this kind of machine a round trip to MySQL or Redis costs more CPU than most of
-what a request does between them (about 150-220 us of the caller's CPU each,
-BASELINE.md), and N concurrent sends used to make N of each. A Batcher has one worker
-thread (a greenlet under gevent) that takes every item waiting, hands the list to its
-`run` function (one multi-row statement, one pipeline) and gives each caller its own
-result. The first item goes at once and the items that arrive while a batch is out go
-together in the next one; under load (the last batch had company) the worker also
-lingers LINGER_S before taking a batch, so that requests that are a step behind join
-it. At low load nothing waits.
+what a request does between them (about 150-220 us of the caller's CPU each, measured
+with plain clients: docs/capacity.md), and N concurrent sends used to make N of each.
+A Batcher has one worker thread (a greenlet under gevent) that takes every item
+waiting, hands the list to its `run` function (one multi-row statement, one pipeline)
+and gives each caller its own result. The first item goes at once and the items that
+arrive while a batch is out go together in the next one; under load (the last batch
+had company) the worker also lingers LINGER_S before taking a batch, so that requests
+a step behind join it. At low load nothing waits.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""RabbitMQ connections: a small pool of confirm-mode channels, one user at a time.
+"""RabbitMQ connections: a small pool of channels for declares and probes, one user at
+a time, and the process's publisher (pushbox_core.publisher) for messages.
 
 pika's BlockingConnection is not thread-safe, so a channel is lent to one thread or
 greenlet at a time and given back after. Connections are opened on first use, never at
@@ -80,16 +81,12 @@ class Rabbit:
                 if ch.is_open and ch.connection.is_open and now - since < IDLE_EVICT_S:
                     return ch
                 _close_quietly(ch)
-        conn = pika.BlockingConnection(self._params)
-        ch = conn.channel()
-        ch.confirm_delivery()
-        return ch
+        return pika.BlockingConnection(self._params).channel()
 
     def _give_back(self, ch: BlockingChannel) -> None:
         if not ch.is_open and ch.connection.is_open:  # closed by a 404: keep the connection
             try:
                 ch = ch.connection.channel()
-                ch.confirm_delivery()
             except AMQPError:
                 _close_quietly(ch)
                 return
@@ -101,7 +98,7 @@ class Rabbit:
 
     @contextmanager
     def channel(self) -> Iterator[BlockingChannel]:
-        """Lend a confirm-mode channel. Broker-closed channels raise AMQPChannelError
+        """Lend a channel. Broker-closed channels raise AMQPChannelError
         (callers that expect 404s catch it); a lost connection raises BrokerUnavailable."""
         try:
             ch = self._take()
@@ -123,15 +120,12 @@ class Rabbit:
 
     def call(self, work: Callable[[BlockingChannel], T], attempts: int = ATTEMPTS) -> T:
         """Run idempotent work on a channel, retrying on a lost connection."""
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.channel() as ch:
-                    return work(ch)
-            except BrokerUnavailable:
-                if attempt == attempts:
-                    raise
-                time.sleep(backoff_s(attempt))
-        raise AssertionError("unreachable")
+
+        def on_a_channel() -> T:
+            with self.channel() as ch:
+                return work(ch)
+
+        return _retrying(on_a_channel, attempts)
 
     def publish(
         self,
@@ -156,15 +150,12 @@ class Rabbit:
             headers=headers or {},
             expiration=str(expiration_ms) if expiration_ms is not None else None,
         )
-
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                self._publisher.publish(exchange, routing_key, body, props, mandatory=mandatory)
-                return
-            except BrokerUnavailable:
-                if attempt == ATTEMPTS:
-                    raise
-                time.sleep(backoff_s(attempt))
+        _retrying(
+            lambda: self._publisher.publish(
+                exchange, routing_key, body, props, mandatory=mandatory
+            ),
+            ATTEMPTS,
+        )
 
     def queue_depth(self, queue: str) -> int | None:
         """Messages ready in `queue`, or None when it does not exist."""
@@ -185,6 +176,18 @@ class Rabbit:
             idle, self._idle = self._idle, []
         for ch, _ in idle:
             _close_quietly(ch)
+
+
+def _retrying(work: Callable[[], T], attempts: int) -> T:
+    """Run work, again after a backoff when the broker was unavailable."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except BrokerUnavailable:
+            if attempt == attempts:
+                raise
+            time.sleep(backoff_s(attempt))
+    raise AssertionError("unreachable")
 
 
 def _close_quietly(ch: BlockingChannel) -> None:
