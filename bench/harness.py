@@ -224,6 +224,20 @@ class CpuMeter:
         return {part: round(s / n * 1e6, 1) for part, s in self.seconds.items()}
 
 
+def settle_broker(*, busy_below: float = 0.1, window_s: float = 1.0, limit_s: float = 60) -> float:
+    """Wait until the broker is quiet (under `busy_below` of a core over `window_s`);
+    returns the seconds waited. After a burst of persistent messages into many queues
+    the broker goes on working for 10-30 s (writing their indexes out), and whatever is
+    measured next would pay for it."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        with CpuMeter() as meter:
+            time.sleep(window_s)
+        if meter.seconds.get("rabbitmq", 0.0) < busy_below * window_s:
+            break
+    return time.perf_counter() - started
+
+
 def write_results(figures: Sequence[Figure]) -> Path:
     """Merge these figures into latest.json (same name: replaced) and keep this run's
     figures in a file of their own."""

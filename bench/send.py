@@ -6,7 +6,10 @@ instances at the same concurrency with the same client; (2) raw pika persistent,
 mandatory publishes to the same direct exchange and routing keys, 1,000 confirms in
 flight on one channel (and, in the detail, 16 in flight: the senders' concurrency).
 The detail also says where the CPU went: microseconds of CPU per send (and per
-healthz request and raw publish) of each part of the stack, measured around each run.
+healthz request and raw publish) of each part of the stack, measured around each run,
+and the `floor`: the most sends per second these cores could do if a send cost only a
+healthz request plus a raw confirmed publish at 16 in flight (with the bench client's
+own CPU, which shares the machine), and that as a ratio to the ceiling.
 
 Every device's high lane gets one raw message first, not measured: the first
 persistent message into a classic queue costs the broker far more than the next ones
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +35,7 @@ SENDS = 6_000
 CEILING_REQUESTS = 10_000
 RAW_PUBLISHES = 5_000
 RAW_IN_FLIGHT = 1_000
+PACED_PUBLISHES = 3_000
 
 
 async def _hammer(
@@ -99,6 +104,34 @@ def raw_publish_rate(
     return n / harness.publish_many(nm.direct_exchange("high"), batch, window=window)
 
 
+def raw_paced(device_ids: Sequence[str], rate: float, n: int = PACED_PUBLISHES) -> dict:
+    """Broker CPU of raw persistent, mandatory publishes to the same exchange and random
+    devices, one confirm at a time, paced at `rate` (the send rate just measured): what
+    the broker charges for messages that arrive at that pace, counting the work it
+    goes on doing after the last one (until it is quiet again)."""
+    nm = harness.names()
+    exchange = nm.direct_exchange("high")
+    rng = random.Random(9)
+    ch = harness.rabbit_channel(confirm=True)
+    try:
+        with harness.CpuMeter() as meter:
+            started = time.perf_counter()
+            for k in range(n):
+                time.sleep(max(0.0, started + k / rate - time.perf_counter()))
+                body, props = harness.pushbox_message("notification")
+                key = nm.device_key(rng.choice(device_ids))
+                ch.basic_publish(exchange, key, body, props, mandatory=True)
+            seconds = time.perf_counter() - started
+            harness.settle_broker()
+    finally:
+        harness.close_channel(ch)
+    return {
+        "rate": round(n / seconds),
+        "publishes": n,
+        "broker_cpu_us_per_publish": round(meter.seconds.get("rabbitmq", 0.0) / n * 1e6, 1),
+    }
+
+
 def warm_up(device_ids: Sequence[str]) -> None:
     """One raw message into every device's high lane (see the module's docstring)."""
     nm = harness.names()
@@ -107,23 +140,62 @@ def warm_up(device_ids: Sequence[str]) -> None:
     harness.publish_many(nm.direct_exchange("high"), batch)
 
 
+def floor(healthz_us: dict[str, float], publish_us: dict[str, float], ceiling: float) -> dict:
+    """The most any send could do here: one HTTP request that does nothing (healthz)
+    plus one confirmed persistent publish at the senders' concurrency, every core
+    busy, no other work (no MySQL row, no validation, no rate limit)."""
+    cpu_us = sum(healthz_us.values()) + sum(publish_us.values())
+    cores = os.cpu_count() or 1
+    best = cores * 1e6 / cpu_us
+    return {
+        "cpu_us_per_send": round(cpu_us, 1),
+        "cores": cores,
+        "max_sends_per_s": round(best),
+        "max_ratio_to_ceiling": round(best / ceiling, 2),
+    }
+
+
 def run(fleet: Fleet | None = None) -> list[Figure]:
     with harness.fleet_of("send", harness.FLEET_SIZE, fleet) as f:
         print(f"send: {SENDS} notifications, {SENDERS} senders, {len(f.devices)} devices ...")
         ids = [d.id for d in f.devices]
         print("  warming the device queues up (one raw message each, not measured) ...")
         warm_up(ids)
+        settled = [harness.settle_broker()]
         with harness.CpuMeter() as sending:
             rate = send_rate(f)
         print(f"  pushbox: {rate:.0f}/s; HTTP ceiling ...", flush=True)
+        with harness.CpuMeter() as after_sending:  # the broker's work the sends left
+            settled.append(harness.settle_broker())
+        broker_us_per_send = (
+            (sending.seconds.get("rabbitmq", 0.0) + after_sending.seconds.get("rabbitmq", 0.0))
+            / SENDS
+            * 1e6
+        )
         with harness.CpuMeter() as answering:
             ceiling = http_ceiling()
         print(f"  healthz: {ceiling:.0f}/s; raw publish ...", flush=True)
+        settled.append(harness.settle_broker())
         with harness.CpuMeter() as publishing:
             raw = raw_publish_rate(ids)
-        raw_alike = raw_publish_rate(ids, window=SENDERS)
+        settled.append(harness.settle_broker())
+        with harness.CpuMeter() as publishing_alike:
+            raw_alike = raw_publish_rate(ids, window=SENDERS)
         print(f"  raw publish: {raw:.0f}/s ({raw_alike:.0f}/s with {SENDERS} in flight)")
+        settled.append(harness.settle_broker())
+        paced = raw_paced(ids, rate)
+        print(
+            f"  broker CPU a send: {broker_us_per_send:.0f} us; a raw publish at the same pace:"
+            f" {paced['broker_cpu_us_per_publish']:.0f} us"
+        )
     cmd = harness.command("send")
+    alike_us = publishing_alike.per(RAW_PUBLISHES)
+    best = floor(answering.per(CEILING_REQUESTS), alike_us, ceiling)
+    print(
+        f"  floor: a healthz request + a raw publish cost {best['cpu_us_per_send']:.0f} us of CPU:"
+        f" at most {best['max_sends_per_s']}/s on {best['cores']} cores"
+        f" ({best['max_ratio_to_ceiling']}x the ceiling)"
+    )
     detail = {
         "senders": SENDERS,
         "sends": SENDS,
@@ -132,6 +204,11 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
         "cpu_us_per_send": sending.per(SENDS),
         "cpu_us_per_healthz": answering.per(CEILING_REQUESTS),
         "cpu_us_per_raw_publish": publishing.per(RAW_PUBLISHES),
+        f"cpu_us_per_raw_publish_{SENDERS}_in_flight": alike_us,
+        "floor": best,
+        "broker_cpu_us_per_send_with_after": round(broker_us_per_send, 1),
+        "raw_publish_paced_at_send_rate": paced,
+        "broker_settle_s": [round(x, 1) for x in settled],
     }
     return [
         Figure(
