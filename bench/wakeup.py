@@ -120,6 +120,8 @@ async def _measure(
                 sent[a.json()["id"]] = started
             else:
                 result.errors[f"send {a.status}"] += 1
+        except HttpError as e:  # a failed step, not a failed benchmark (nginx out of connections)
+            result.errors["send " + str(e).split(":", 1)[-1].strip()[:60]] += 1
         finally:
             pool.put_nowait(c)
 
