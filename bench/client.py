@@ -69,17 +69,17 @@ class Connection:
             lines.append(b"Content-Length: " + str(len(payload)).encode())
         raw = b"\r\n".join(lines) + b"\r\n\r\n" + payload
         for attempt in (1, 2):  # a keep-alive connection the server closed: once more
-            reader, writer = await self._open()
             try:
+                reader, writer = await self._open()
                 writer.write(raw)
                 return await asyncio.wait_for(self._read(reader), timeout)
-            except (ConnectionError, asyncio.IncompleteReadError) as e:
+            except TimeoutError:  # an OSError too: before the next clause
+                self.close()
+                raise HttpError(f"{method} {path}: no answer within {timeout} s") from None
+            except (OSError, asyncio.IncompleteReadError) as e:  # reset, refused, no fds
                 self.close()
                 if attempt == 2:
                     raise HttpError(f"{method} {path}: {e!r}") from None
-            except TimeoutError:
-                self.close()
-                raise HttpError(f"{method} {path}: no answer within {timeout} s") from None
         raise AssertionError("unreachable")
 
     async def _read(self, reader: asyncio.StreamReader) -> Answer:
