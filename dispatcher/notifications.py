@@ -106,6 +106,12 @@ class Notifications:
     def mark_sent(self, notification_id: str) -> None:
         self.db.execute("UPDATE notifications SET state = 'sent' WHERE id = %s", (notification_id,))
 
+    def mark_sending(self, notification_id: str) -> None:
+        """The publish was not confirmed: published again if its id comes back."""
+        self.db.execute(
+            "UPDATE notifications SET state = 'sending' WHERE id = %s", (notification_id,)
+        )
+
     def forget(self, notification_id: str) -> None:
         """Undo record() when the publish failed: nothing was sent."""
         self.db.execute("DELETE FROM notifications WHERE id = %s", (notification_id,))

@@ -13,7 +13,13 @@ from device_registry.topology import Topology
 from dispatcher import messages
 from dispatcher.messages import Content, Message, Target
 from dispatcher.notifications import Notification, Notifications
-from pushbox_core.errors import DeviceNotFound, NotDelivered, NotificationNotFound, PushboxError
+from pushbox_core.errors import (
+    DeliveryUnknown,
+    DeviceNotFound,
+    NotDelivered,
+    NotificationNotFound,
+    PushboxError,
+)
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
 from pushbox_core.signals import Signals
@@ -39,8 +45,10 @@ class Dispatch:
     signals: Signals
 
 
-def broadcast(app_id: str, content: Content, *, d: Dispatch) -> Sent:
-    message = messages.build("broadcast", content)
+def broadcast(app_id: str, content: Content, *, d: Dispatch, message_id: str | None = None) -> Sent:
+    """To every device of the app. With a message_id already recorded (a resend after
+    an unconfirmed publish), it goes out again only if it was never confirmed."""
+    message = messages.build("broadcast", content, message_id=message_id)
     targets = d.store.app_devices(app_id)
     d.topology.ensure_app(app_id)
     exchange = d.names.broadcast_exchange(app_id, message.priority)
@@ -54,6 +62,7 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch) -> Sent:
         key="",
         mandatory=False,
         repair=(),
+        message_id=message_id,
     )
     d.signals.wake_app(app_id)
     return Sent(message.id, targets)
@@ -119,8 +128,9 @@ def _record_and_publish(
     repair: list[str] | tuple,
     message_id: str | None = None,
 ) -> None:
-    # a fixed id (an order event) may come back after a crash: it is recorded as
-    # "sending" until the broker confirmed, and published again if it comes back so
+    # a fixed id (an order event, a resend) may come back after a crash or an
+    # unconfirmed publish: it is recorded as "sending" until the broker confirmed, and
+    # published again if it comes back so
     fixed_id = message_id is not None
     earlier = d.notifications.record(
         app_id, message, target, targets, state="sending" if fixed_id else "sent"
@@ -129,11 +139,11 @@ def _record_and_publish(
         log.info("notification %s was sent already; not sending it again", message.id)
         return
     try:
-        _publish(message, exchange, key, mandatory, d=d)
-    except NotDelivered:
-        # no queue (or no exchange) took it: the topology is gone (deleted by hand, or
-        # lost with a broker). The devices are active, so give it back, then retry.
         try:
+            _publish(message, exchange, key, mandatory, d=d)
+        except NotDelivered:
+            # no queue (or no exchange) took it: the topology is gone (deleted by hand,
+            # or lost with a broker). The devices are active, so give it back, then retry.
             d.topology.forget_declared()  # the broker may have lost its exchanges too
             d.topology.ensure_app(app_id)
             for device_id in repair:
@@ -141,11 +151,16 @@ def _record_and_publish(
                 if device is not None and device.active:
                     d.topology.ensure_device(route_of(device))
             _publish(message, exchange, key, mandatory, d=d)
-        except PushboxError:
-            _forget(message.id, d=d)
-            raise
+    except DeliveryUnknown as e:
+        # the broker may deliver it yet: keep the row (its counts land there), marked
+        # to be published again if the same id comes back
+        if not fixed_id:
+            _mark_unconfirmed(message.id, d=d)
+        e.message_id = message.id
+        raise
     except PushboxError:
-        _forget(message.id, d=d)
+        if earlier is None:  # this call's own row, and nothing of it reached a queue
+            _forget(message.id, d=d)
         raise
     if fixed_id:
         d.notifications.mark_sent(message.id)
@@ -161,6 +176,13 @@ def _publish(message: Message, exchange: str, key: str, mandatory: bool, *, d: D
         mandatory=mandatory,
         headers=message.headers(),
     )
+
+
+def _mark_unconfirmed(notification_id: str, *, d: Dispatch) -> None:
+    try:
+        d.notifications.mark_sending(notification_id)
+    except PushboxError:  # a resend under this id will then not publish it again
+        log.warning("notification %s: unconfirmed, and not marked so", notification_id)
 
 
 def _forget(notification_id: str, *, d: Dispatch) -> None:

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from pushbox_core.errors import (
     Conflict,
+    DeliveryUnknown,
     DependencyDown,
     Forbidden,
     InvalidRequest,
@@ -27,6 +28,12 @@ from pushbox_core.errors import (
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_DEPENDENCY_S = 5
+
+UNCONFIRMED = (
+    "the message broker did not confirm notification {id}: it may still be delivered"
+    " (GET /v1/notifications/{id}). Sent again with the same Idempotency-Key, it goes"
+    " out under the same id, which devices dedupe"
+)
 
 HTTP_STATUS: dict[type[PushboxError], int] = {
     Unauthorized: 401,
@@ -54,6 +61,9 @@ def on_pushbox_error(exc: PushboxError):
     if isinstance(exc, DependencyDown):
         headers["Retry-After"] = str(RETRY_AFTER_DEPENDENCY_S)
         log.warning("%s down: %s", exc.dependency, exc.detail)
+    if isinstance(exc, DeliveryUnknown) and exc.message_id:
+        extra["id"] = exc.message_id
+        return body(503, UNCONFIRMED.format(id=exc.message_id), **extra), 503, headers
     if isinstance(exc, InvalidRequest) and exc.field:
         extra["errors"] = {"json": {exc.field: [str(exc)]}}
     if code == 500:

@@ -39,7 +39,9 @@ class Broadcasts(MethodView):
         return d.idempotency.once(
             app.id,
             request.headers.get(IDEMPOTENCY_HEADER),
-            lambda: _sent(services.broadcast(app.id, content, d=d.dispatch)),
+            lambda resend: _sent(
+                services.broadcast(app.id, content, d=d.dispatch, message_id=resend)
+            ),
         )
 
 
@@ -58,7 +60,9 @@ class Notifications(MethodView):
         return d.idempotency.once(
             app.id,
             request.headers.get(IDEMPOTENCY_HEADER),
-            lambda: _sent(services.notify(app.id, req.target, req.content, d=d.dispatch)),
+            lambda resend: _sent(
+                services.notify(app.id, req.target, req.content, d=d.dispatch, message_id=resend)
+            ),
         )
 
 

@@ -57,6 +57,14 @@ class BrokerUnavailable(DependencyDown):
         super().__init__("message broker", detail)
 
 
+class DeliveryUnknown(BrokerUnavailable):
+    """The broker was handed the message and never confirmed or refused it: it may be
+    delivered yet. A retry must reuse its id (receivers dedupe by id); `message_id` is
+    set by whoever knows which message it was."""
+
+    message_id: str | None = None
+
+
 class DatabaseUnavailable(DependencyDown):
     def __init__(self, detail: str = ""):
         super().__init__("database", detail)

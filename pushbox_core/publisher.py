@@ -15,6 +15,11 @@ does a nack. A lost connection fails every message in flight with BrokerUnavaila
 channel the broker closes: a publish to a missing exchange fails its own caller with
 NotDelivered, and the other messages in flight on that connection with
 BrokerUnavailable (retried on a new one, perhaps delivered twice).
+
+A message that was written to the broker and neither confirmed nor refused (its
+confirm timed out, or the connection died first) fails with DeliveryUnknown, a
+BrokerUnavailable that says it may be delivered yet; one never written fails with a
+plain BrokerUnavailable.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import pika
 from pika.adapters.select_connection import SelectConnection
 from pika.exceptions import ChannelClosedByBroker
 
-from pushbox_core.errors import BrokerUnavailable, NotDelivered, PushboxError
+from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class _Publish:
     mandatory: bool
     future: Future = field(default_factory=Future)
     returned: bool = False
+    written: bool = False  # handed to the connection: the broker may have it
 
 
 def _settle(p: _Publish, error: PushboxError | None) -> None:
@@ -80,12 +86,15 @@ class Publisher:
         took a mandatory message, the exchange does not exist, or a nack) or
         BrokerUnavailable (no connection, or no answer in time)."""
         p = _Publish(exchange, routing_key, body, properties, mandatory)
-        self._live_link().submit(p)
+        link = self._live_link()
+        link.submit(p)
         try:
             p.future.result(CONFIRM_TIMEOUT_S)
         except FutureTimeout:
-            p.future.cancel()  # not sent yet: never will be; sent: its confirm is ignored
-            raise BrokerUnavailable("the broker did not confirm in time") from None
+            # not written yet: never will be; written: its confirm is ignored
+            if link.give_up(p):
+                raise DeliveryUnknown("the broker did not confirm in time") from None
+            raise BrokerUnavailable("the broker did not take the message in time") from None
 
     def _live_link(self) -> _Link:
         with self._lock:
@@ -144,6 +153,13 @@ class _Link:
             with contextlib.suppress(Exception):
                 self._conn.ioloop.add_callback_threadsafe(self._flush)
 
+    def give_up(self, p: _Publish) -> bool:
+        """The caller stops waiting for p; True when p was written (it may be
+        delivered), False when it never will be."""
+        with self._lock:  # against _flush deciding to write it meanwhile
+            p.future.cancel()
+            return p.written
+
     def close(self) -> None:
         conn = self._conn
         if conn is not None and not self.closed:
@@ -196,11 +212,13 @@ class _Link:
         with self._lock:
             if self._channel is None or not self._channel.is_open:
                 return  # closing: _fail_all fails what waits in the outbox
-            batch, self._outbox = self._outbox, deque()
+            batch, self._outbox = list(self._outbox), deque()
             self._flush_scheduled = False
         for i, p in enumerate(batch):
-            if p.future.cancelled():  # its caller gave up before it was sent
-                continue
+            with self._lock:  # against give_up()
+                if p.future.cancelled():  # its caller gave up before it was written
+                    continue
+                p.written = True  # from here the broker may get it, even if this fails
             try:
                 self._channel.basic_publish(
                     p.exchange, p.routing_key, p.body, p.properties, mandatory=p.mandatory
@@ -263,6 +281,8 @@ class _Link:
                 and f"'{p.exchange}'" in closed.reply_text
             ):
                 _settle(p, NotDelivered(f"exchange {p.exchange} does not exist"))
+            elif p.written:
+                _settle(p, DeliveryUnknown(why))
             else:
                 _settle(p, BrokerUnavailable(why))
 

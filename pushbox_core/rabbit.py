@@ -26,7 +26,7 @@ from pika.exceptions import (
     ChannelClosedByBroker,
 )
 
-from pushbox_core.errors import BrokerUnavailable, PushboxError
+from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, PushboxError
 from pushbox_core.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,8 @@ class Rabbit:
         """Publish one persistent message and wait for the broker's confirm.
 
         A retry after a lost connection may deliver twice; every message carries its
-        id, so receivers dedupe."""
+        id, so receivers dedupe. Raises DeliveryUnknown when no attempt was confirmed
+        and one of them may have been delivered."""
         props = pika.BasicProperties(
             delivery_mode=PERSISTENT,
             content_type="application/json",
@@ -150,12 +151,22 @@ class Rabbit:
             headers=headers or {},
             expiration=str(expiration_ms) if expiration_ms is not None else None,
         )
-        _retrying(
-            lambda: self._publisher.publish(
-                exchange, routing_key, body, props, mandatory=mandatory
-            ),
-            ATTEMPTS,
-        )
+        unknown = False  # an attempt that may have been delivered
+
+        def attempt() -> None:
+            nonlocal unknown
+            try:
+                self._publisher.publish(exchange, routing_key, body, props, mandatory=mandatory)
+            except DeliveryUnknown:
+                unknown = True
+                raise
+
+        try:
+            _retrying(attempt, ATTEMPTS)
+        except BrokerUnavailable as e:
+            if unknown and not isinstance(e, DeliveryUnknown):
+                raise DeliveryUnknown(e.detail) from None
+            raise
 
     def queue_depth(self, queue: str) -> int | None:
         """Messages ready in `queue`, or None when it does not exist."""

@@ -1,7 +1,9 @@
 """A small TCP proxy a test puts between Pushbox and a server, to cut the link.
 
 `cut()` drops every open connection and refuses new ones; `restore()` lets them
-through again. The machine's own servers are never touched."""
+through again. `hold_replies()` keeps what the server sends from reaching the client
+while both stay connected (a server that took a request and never answers), until
+`release_replies()`. The machine's own servers are never touched."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._replies = threading.Event()  # set: server-to-client data flows
+        self._replies.set()
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
@@ -46,7 +50,15 @@ class TcpProxy:
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
 
+        self._replies.set()  # held pipes end on their closed sockets
+
     close = cut
+
+    def hold_replies(self) -> None:
+        self._replies.clear()
+
+    def release_replies(self) -> None:
+        self._replies.set()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -66,13 +78,15 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, gate in ((client, upstream, None), (upstream, client, self._replies)):
+                threading.Thread(target=self._pipe, args=(a, b, gate), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, gate: threading.Event | None) -> None:
         try:
             while data := src.recv(65536):
+                if gate is not None:
+                    gate.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -10,6 +10,7 @@ import pymysql
 import pytest
 
 from push_api.app import create_app
+from pushbox_core import publisher as publisher_module
 from tests.support import bearer, eventually, new_app, register, take_all
 from tests.tcp_proxy import TcpProxy
 
@@ -237,6 +238,53 @@ def test_broker_outage_between_two_sends_is_503_then_recovers(
     assert sorted(r["id"] for r in rows) == sorted(ids)  # nor a row
     proxy.close()
     flaky.extensions["pushbox"].close()
+
+
+def test_an_unconfirmed_send_keeps_its_row_and_goes_again_under_its_id(
+    client, settings, names, rabbit_channel, monkeypatch
+):
+    """A send the broker took and never confirmed: 503 naming the notification, its
+    row kept (the device may get it, and its ack must count), and a retry with the same
+    Idempotency-Key sends it again under the same id, once."""
+    monkeypatch.setattr(publisher_module, "CONFIRM_TIMEOUT_S", 0.5)
+    proxy = TcpProxy("127.0.0.1", 5672)
+    flaky = create_app(
+        replace(settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+    )
+    fc = flaky.test_client()
+    db = flaky.extensions["pushbox"].db
+    try:
+        shop = new_app(client, settings)
+        device_id = register(client, shop)[1]["device_id"]
+        to = {"to": {"device_id": device_id}, "title": "maybe"}
+        key = {"Idempotency-Key": "order-7-shipped"}
+        assert send(fc, shop, "/v1/notifications", to)[0] == 202  # the link is up
+        take_all(rabbit_channel, names, device_id)
+        proxy.hold_replies()
+        status, body = send(fc, shop, "/v1/notifications", to, **key)
+        proxy.release_replies()
+        assert status == 503 and body["id"] in body["message"], body
+        unconfirmed = body["id"]
+        row = db.query_one("SELECT state FROM notifications WHERE id = %s", (unconfirmed,))
+        assert row is not None and row["state"] == "sending"
+        first = {m["id"] for m in take_all(rabbit_channel, names, device_id)}
+        assert first == {unconfirmed}  # it did reach the device's queue
+        proxy.cut()  # a retry that fails outright keeps the row and the id for the next
+        status, body = send(fc, shop, "/v1/notifications", to, **key)
+        assert status == 503 and "id" not in body
+        assert db.query_one("SELECT state FROM notifications WHERE id = %s", (unconfirmed,))
+        proxy.restore()
+        again = send(fc, shop, "/v1/notifications", to, **key)
+        assert again == (202, {"id": unconfirmed, "targets": 1})
+        assert [m["id"] for m in take_all(rabbit_channel, names, device_id)] == [unconfirmed]
+        row = db.query_one("SELECT state FROM notifications WHERE id = %s", (unconfirmed,))
+        assert row["state"] == "sent"
+        assert send(fc, shop, "/v1/notifications", to, **key) == again  # answered, not sent
+        assert take_all(rabbit_channel, names, device_id) == []
+    finally:
+        proxy.release_replies()
+        proxy.close()
+        flaky.extensions["pushbox"].close()
 
 
 def test_rows_written_together_tell_a_taken_id_from_new_ones(client, settings, app):

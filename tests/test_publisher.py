@@ -9,7 +9,8 @@ import uuid
 import pika
 import pytest
 
-from pushbox_core.errors import BrokerUnavailable, NotDelivered
+from pushbox_core import publisher as publisher_module
+from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered
 from pushbox_core.publisher import Publisher
 from pushbox_core.rabbit import connection_params
 from tests.tcp_proxy import TcpProxy
@@ -105,4 +106,42 @@ def test_a_cut_link_fails_fast_and_the_publisher_comes_back(settings, topology):
         pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
         pub.close()
     finally:
+        proxy.close()
+
+
+def test_a_publish_the_broker_took_and_never_confirmed_may_be_delivered(
+    settings, topology, rabbit_channel, monkeypatch
+):
+    exchange, ok = topology
+    monkeypatch.setattr(publisher_module, "CONFIRM_TIMEOUT_S", 1.0)
+    proxy = TcpProxy("127.0.0.1", 5672)
+    pub = publisher(f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+    try:
+        pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+        proxy.hold_replies()  # the broker gets the publish; its confirm never comes back
+        held = props()
+        with pytest.raises(DeliveryUnknown):
+            pub.publish(exchange, "ok", b"{}", held, mandatory=True)
+        # and it was right not to call it lost: the broker has it
+        ids = []
+        while (got := rabbit_channel.basic_get(ok, auto_ack=True))[0] is not None:
+            ids.append(got[1].message_id)
+        assert held.message_id in ids
+    finally:
+        proxy.release_replies()
+        pub.close()
+        proxy.close()
+
+
+def test_a_publish_never_written_is_unavailable_not_unknown(settings, topology):
+    exchange, _ = topology
+    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy.cut()  # nothing can connect
+    pub = publisher(f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+    try:
+        with pytest.raises(BrokerUnavailable) as raised:
+            pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+        assert not isinstance(raised.value, DeliveryUnknown)
+    finally:
+        pub.close()
         proxy.close()
