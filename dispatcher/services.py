@@ -45,10 +45,10 @@ class Dispatch:
     signals: Signals
 
 
-def broadcast(app_id: str, content: Content, *, d: Dispatch, message_id: str | None = None) -> Sent:
-    """To every device of the app. With a message_id already recorded (a resend after
-    an unconfirmed publish), it goes out again only if it was never confirmed."""
-    message = messages.build("broadcast", content, message_id=message_id)
+def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | None = None) -> Sent:
+    """To every device of the app. With resend_id (a retry of an unconfirmed send), it
+    goes out again under that id (devices dedupe by id)."""
+    message = messages.build("broadcast", content, message_id=resend_id)
     targets = d.store.app_devices(app_id)
     d.topology.ensure_app(app_id)
     exchange = d.names.broadcast_exchange(app_id, message.priority)
@@ -62,18 +62,28 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch, message_id: str | N
         key="",
         mandatory=False,
         repair=(),
-        message_id=message_id,
+        message_id=resend_id,
+        resend=resend_id is not None,
     )
     d.signals.wake_app(app_id)
     return Sent(message.id, targets)
 
 
 def notify(
-    app_id: str, target: Target, content: Content, *, d: Dispatch, message_id: str | None = None
+    app_id: str,
+    target: Target,
+    content: Content,
+    *,
+    d: Dispatch,
+    message_id: str | None = None,
+    resend_id: str | None = None,
 ) -> Sent:
     """One notification to a device, a user's devices or a topic's devices. With a
-    message_id already recorded (a redelivered order event), nothing is sent again."""
+    message_id already recorded (a redelivered order event), nothing is sent again if
+    it was confirmed; with resend_id (a retry of an unconfirmed send), it goes out again
+    under that id whatever its row says (devices dedupe by id)."""
     devices = audience(app_id, target, store=d.store)
+    message_id = resend_id or message_id
     message = messages.build("notification", content, message_id=message_id)
     _record_and_publish(
         app_id,
@@ -86,6 +96,7 @@ def notify(
         mandatory=True,
         repair=devices,
         message_id=message_id,
+        resend=resend_id is not None,
     )
     d.signals.wake_devices(devices)
     return Sent(message.id, len(devices))
@@ -127,6 +138,7 @@ def _record_and_publish(
     mandatory: bool,
     repair: list[str] | tuple,
     message_id: str | None = None,
+    resend: bool = False,
 ) -> None:
     # a fixed id (an order event, a resend) may come back after a crash or an
     # unconfirmed publish: it is recorded as "sending" until the broker confirmed, and
@@ -135,7 +147,7 @@ def _record_and_publish(
     earlier = d.notifications.record(
         app_id, message, target, targets, state="sending" if fixed_id else "sent"
     )
-    if earlier == "sent":
+    if earlier == "sent" and not resend:  # a resend's row may say sent, unconfirmed
         log.info("notification %s was sent already; not sending it again", message.id)
         return
     try:
@@ -181,7 +193,7 @@ def _publish(message: Message, exchange: str, key: str, mandatory: bool, *, d: D
 def _mark_unconfirmed(notification_id: str, *, d: Dispatch) -> None:
     try:
         d.notifications.mark_sending(notification_id)
-    except PushboxError:  # a resend under this id will then not publish it again
+    except PushboxError:  # a redelivered order event would then not be sent again
         log.warning("notification %s: unconfirmed, and not marked so", notification_id)
 
 

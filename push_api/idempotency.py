@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import redis
@@ -30,10 +31,21 @@ Answer = tuple[dict, int]
 log = logging.getLogger(__name__)
 
 
+# set KEYS[1] to ARGV[2] (expiring in ARGV[3] s) only if it still holds ARGV[1]
+SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 class Idempotency:
     def __init__(self, client: redis.Redis, names: Names):
         self.redis = client
         self.names = names
+        self._swap = client.register_script(SWAP)
 
     def once(self, sender: str, key: str | None, work: Callable[[str | None], Answer]) -> Answer:
         """`work(resend_id)`: the send, under a new id (None) or again under the id of
@@ -69,16 +81,20 @@ class Idempotency:
 
     def _claim(self, slot: str) -> tuple[Answer | None, str | None]:
         """Claim the key: (the first answer, if there is one; else the id of an
-        unconfirmed send to send again under, or None for a new send)."""
+        unconfirmed send to send again under, or None for a new send).
+
+        A retry of an unconfirmed send claims the key without dropping the id: the
+        claim holds it (24 h, like an answer) and says until when it is taken, so a
+        retry that dies leaves the id for the one after it."""
         if self.redis.set(slot, IN_PROGRESS, nx=True, ex=CLAIM_S):
             return None, None
         earlier = self.redis.get(slot)
         saved = json.loads(str(earlier)) if earlier not in (None, IN_PROGRESS) else {}
         if "body" in saved:
             return (saved["body"], saved["status"]), None
-        # an unconfirmed send: one retry takes it over (the swap is atomic)
-        if "resend" in saved:
-            swapped = self.redis.set(slot, IN_PROGRESS, xx=True, ex=CLAIM_S, get=True)
-            if swapped == earlier:
+        now = time.time()
+        if "resend" in saved and saved.get("taken_until", 0) <= now:
+            claim = json.dumps({"resend": saved["resend"], "taken_until": now + CLAIM_S})
+            if self._swap(keys=[slot], args=[str(earlier), claim, KEEP_S]):
                 return None, saved["resend"]
         raise Conflict("a request with this Idempotency-Key is still in progress")

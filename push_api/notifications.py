@@ -40,7 +40,7 @@ class Broadcasts(MethodView):
             app.id,
             request.headers.get(IDEMPOTENCY_HEADER),
             lambda resend: _sent(
-                services.broadcast(app.id, content, d=d.dispatch, message_id=resend)
+                services.broadcast(app.id, content, d=d.dispatch, resend_id=resend)
             ),
         )
 
@@ -61,7 +61,7 @@ class Notifications(MethodView):
             app.id,
             request.headers.get(IDEMPOTENCY_HEADER),
             lambda resend: _sent(
-                services.notify(app.id, req.target, req.content, d=d.dispatch, message_id=resend)
+                services.notify(app.id, req.target, req.content, d=d.dispatch, resend_id=resend)
             ),
         )
 

@@ -92,7 +92,11 @@ class Publisher:
             p.future.result(CONFIRM_TIMEOUT_S)
         except FutureTimeout:
             # not written yet: never will be; written: its confirm is ignored
-            if link.give_up(p):
+            written = link.give_up(p)
+            if p.future.done() and not p.future.cancelled():
+                p.future.result(0)  # settled just now: its own outcome stands
+                return
+            if written:
                 raise DeliveryUnknown("the broker did not confirm in time") from None
             raise BrokerUnavailable("the broker did not take the message in time") from None
 

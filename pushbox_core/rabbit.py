@@ -26,7 +26,7 @@ from pika.exceptions import (
     ChannelClosedByBroker,
 )
 
-from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, PushboxError
+from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
 from pushbox_core.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,9 @@ class Rabbit:
 
         try:
             _retrying(attempt, ATTEMPTS)
-        except BrokerUnavailable as e:
-            if unknown and not isinstance(e, DeliveryUnknown):
-                raise DeliveryUnknown(e.detail) from None
+        except (BrokerUnavailable, NotDelivered) as e:
+            if unknown and not isinstance(e, DeliveryUnknown):  # the earlier one may be
+                raise DeliveryUnknown(str(e)) from None
             raise
 
     def queue_depth(self, queue: str) -> int | None:
