@@ -8,6 +8,7 @@ tests, with their own ports, namespace and run directory.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -60,6 +61,18 @@ def wait_http(url: str, seconds: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+NGINX_FILES_MAX = 66_000  # two connections per waiting device, with room to spare
+
+
+def nginx_files() -> tuple[int, int]:
+    """(worker_rlimit_nofile, worker_connections) for nginx: as many files as it can
+    surely get, the hard limit it starts under (only CAP_SYS_RESOURCE goes past it),
+    up to NGINX_FILES_MAX, and connections to match, with a thousand files spare."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    files = NGINX_FILES_MAX if hard == resource.RLIM_INFINITY else min(NGINX_FILES_MAX, hard)
+    return files, max(1_024, min(32_768, files - 1_000))
 
 
 @dataclass
@@ -143,6 +156,7 @@ class Stack:
                 (tmp / sub).mkdir(exist_ok=True)
                 shutil.chown(tmp / sub, "nobody", "nogroup")
         servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in self.api_ports)
+        files, connections = nginx_files()
         text = (ROOT / "nginx" / "pushbox.conf.template").read_text()
         for key, value in {
             "RUN_DIR": str(self.run_dir),
@@ -150,6 +164,8 @@ class Stack:
             "NGINX_PORT": str(self.nginx_port),
             "UPSTREAM_SERVERS": servers,
             "USER_LINE": user_line,
+            "NGINX_FILES": str(files),
+            "NGINX_CONNECTIONS": str(connections),
         }.items():
             text = text.replace(f"@{key}@", value)
         self._nginx_conf().write_text(text)
