@@ -158,11 +158,18 @@ class Mailbox:
         return self._actors[zlib.crc32(device_id.encode()) % len(self._actors)]
 
     def sync(
-        self, device_id: str, ack: list[str], max_n: int, unreturned: set[str] | None = None
+        self,
+        device_id: str,
+        ack: list[str],
+        max_n: int,
+        unreturned: set[str] | None = None,
+        on_acked: Callable[[list[str]], None] | None = None,
     ) -> SyncResult:
         """`unreturned`: ids a previous holder read ahead and never gave the device; they
-        come back flagged redelivered by the broker, and are not."""
-        return self._actor(device_id).sync(device_id, ack, max_n, unreturned or set())
+        come back flagged redelivered by the broker, and are not. `on_acked`: told the
+        ids acked before reading (while reading ahead) as soon as they are, so that they
+        count even if the read then fails; they are then not in the result's `acked`."""
+        return self._actor(device_id).sync(device_id, ack, max_n, unreturned or set(), on_acked)
 
     def release(self, device_id: str) -> None:
         """Put back what is held for this device (another process will serve it)."""
@@ -195,11 +202,18 @@ class _Actor:
         self.on_released: Callable[[str, list[str]], None] | None = None
 
     # ---- called from other threads
-    def sync(self, device_id: str, ack: list[str], max_n: int, unreturned: set[str]) -> SyncResult:
+    def sync(
+        self,
+        device_id: str,
+        ack: list[str],
+        max_n: int,
+        unreturned: set[str],
+        on_acked: Callable[[list[str]], None] | None,
+    ) -> SyncResult:
         def job() -> SyncResult:
             if unreturned:
                 self._holding(device_id).unreturned |= unreturned
-            return self._sync_or_let_go(device_id, set(ack), max_n)
+            return self._sync_or_let_go(device_id, set(ack), max_n, on_acked)
 
         return self._run(job)
 
@@ -331,17 +345,29 @@ class _Actor:
             self._let_go(device_id)
 
     # ---- one sync, on the owning thread
-    def _sync_or_let_go(self, device_id: str, ack: set[str], max_n: int) -> SyncResult:
+    def _sync_or_let_go(
+        self,
+        device_id: str,
+        ack: set[str],
+        max_n: int,
+        on_acked: Callable[[list[str]], None] | None = None,
+    ) -> SyncResult:
         """A sync that fails half-way gives everything back (closing the channel puts
         every unacked delivery back in its queue), so no later ack can cover a message
         that was taken but never returned."""
         try:
-            return self._sync(device_id, ack, max_n)
+            return self._sync(device_id, ack, max_n, on_acked)
         except BaseException:
             self._let_go(device_id)
             raise
 
-    def _sync(self, device_id: str, ack: set[str], max_n: int) -> SyncResult:
+    def _sync(
+        self,
+        device_id: str,
+        ack: set[str],
+        max_n: int,
+        on_acked: Callable[[list[str]], None] | None = None,
+    ) -> SyncResult:
         h = self._holding(device_id)
         ack_tags: list[int] = []
         acked: list[str] = []
@@ -363,6 +389,9 @@ class _Actor:
             # the broker sends what was not read ahead while this sync waits for it
             h.ack(ack_tags)
             ack_tags.clear()
+            if on_acked is not None and acked:  # counted now: the read may yet fail
+                on_acked(acked[:])
+                acked.clear()
         lanes: dict[str, list[Taken]] = {}
         budget = max_n
         try:

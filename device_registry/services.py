@@ -260,7 +260,13 @@ def sync_device(
     woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
     deadline = time.monotonic() + req.wait_s
     try:
-        result = mailbox.sync(device_id, list(req.ack), req.max, unreturned)
+        result = mailbox.sync(
+            device_id,
+            list(req.ack),
+            req.max,
+            unreturned,
+            on_acked=lambda ids: count(_counts(acked=ids)),
+        )
         _count(result, count)
         while woken is not None and not result.messages and req.max > 0:
             left = deadline - time.monotonic()
@@ -313,13 +319,14 @@ def forget_holder(device_id: str, *, mailbox: Mailbox, signals: Signals, holders
 def _count(result: SyncResult, count: Callable[[dict[tuple[str, str], int]], None]) -> None:
     """Hand what the sync acked, collapsed or expired to `count` (a Tally: it never
     raises, and writes later)."""
-    counts: dict[tuple[str, str], int] = {}
-    for counter, ids in (
-        ("acked", result.acked),
-        ("collapsed", result.collapsed),
-        ("expired", result.expired),
-    ):
-        for notification_id in ids:
-            counts[(notification_id, counter)] = counts.get((notification_id, counter), 0) + 1
+    counts = _counts(acked=result.acked, collapsed=result.collapsed, expired=result.expired)
     if counts:
         count(counts)
+
+
+def _counts(**ids_by_counter: list[str]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for counter, ids in ids_by_counter.items():
+        for notification_id in ids:
+            counts[(notification_id, counter)] = counts.get((notification_id, counter), 0) + 1
+    return counts

@@ -432,6 +432,49 @@ def test_a_process_that_dies_while_reading_ahead_loses_nothing(client, settings)
     survivor.extensions["pushbox"].close()
 
 
+def test_acks_sent_before_a_read_that_fails_still_count(client, settings, monkeypatch):
+    """While reading ahead a sync acks first, then reads: if the read fails (503), what
+    it acked is gone from the queue and must still be counted."""
+    from device_registry import mailbox as mailbox_module
+    from tests.support import device_session, new_app
+    from tests.tcp_proxy import TcpProxy
+
+    monkeypatch.setattr(mailbox_module, "JOB_TIMEOUT_S", 1.0)
+    proxy = TcpProxy("127.0.0.1", 5672)
+    flaky = create_app(
+        replace(settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+    )
+    fc = flaky.test_client()
+    try:
+        shop = new_app(client, settings)
+        _, _, headers = device_session(client, shop)
+        ids = [
+            client.post(
+                "/v1/broadcasts", json={"title": f"a{i}"}, headers=bearer(shop["server_key"])
+            ).get_json()["id"]
+            for i in range(30)
+        ]
+        # more than a few: a consumer reads them, and reads ahead
+        first = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
+        assert [m["id"] for m in first.get_json()["messages"]] == ids[:10]
+        proxy.hold_replies()  # the acks reach the broker; the read after them hangs
+        r = fc.post("/v1/device/sync", json={"ack": ids[:10], "max": 10}, headers=headers)
+        assert r.status_code == 503
+        proxy.release_replies()
+        flaky.extensions["pushbox"].tally.flush()
+        for notification_id in ids[:10]:
+            stats = client.get(
+                f"/v1/notifications/{notification_id}", headers=bearer(shop["server_key"])
+            ).get_json()
+            assert stats["acked"] == 1, stats
+        later = fc.post("/v1/device/sync", json={"max": 50}, headers=headers)
+        assert [m["id"] for m in later.get_json()["messages"]] == ids[10:]  # acked: gone
+    finally:
+        proxy.release_replies()
+        proxy.close()
+        flaky.extensions["pushbox"].close()
+
+
 def test_a_note_of_unreturned_ids_counts_only_from_the_holder_taken_over_from(app, names):
     """A note left by a holder that let go too late (the sync that asked it answered
     503) must not clear the flag of messages another holder gave the device since."""
