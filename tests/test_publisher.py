@@ -13,6 +13,7 @@ from pushbox_core import publisher as publisher_module
 from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered
 from pushbox_core.publisher import Publisher
 from pushbox_core.rabbit import connection_params
+from tests.support import eventually
 from tests.tcp_proxy import TcpProxy
 
 
@@ -142,6 +143,34 @@ def test_a_publish_never_written_is_unavailable_not_unknown(settings, topology):
         with pytest.raises(BrokerUnavailable) as raised:
             pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
         assert not isinstance(raised.value, DeliveryUnknown)
+    finally:
+        pub.close()
+        proxy.close()
+
+
+def test_a_link_lost_while_a_publish_waits_for_its_confirm_leaves_it_unknown(settings, topology):
+    exchange, _ = topology
+    proxy = TcpProxy("127.0.0.1", 5672)
+    pub = publisher(f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+    try:
+        pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+        proxy.hold_replies()
+        outcome: list[BaseException] = []
+
+        def waiting() -> None:
+            try:
+                pub.publish(exchange, "ok", b"{}", props(), mandatory=True)
+            except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+                outcome.append(e)
+
+        t = threading.Thread(target=waiting)
+        t.start()
+        link = pub._link
+        assert link is not None
+        assert eventually(lambda: link._unconfirmed)  # written; its confirm held back
+        proxy.cut()
+        t.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], DeliveryUnknown), outcome
     finally:
         pub.close()
         proxy.close()
