@@ -112,6 +112,9 @@ class Holding:
         self.acked_floor = floor
 
 
+Settled = Callable[[dict[str, list[str]]], None]  # ids by counter: acked, collapsed, expired
+
+
 @dataclass(frozen=True)
 class SyncResult:
     messages: list[Taken]
@@ -163,13 +166,14 @@ class Mailbox:
         ack: list[str],
         max_n: int,
         unreturned: set[str] | None = None,
-        on_acked: Callable[[list[str]], None] | None = None,
+        on_settled: Settled | None = None,
     ) -> SyncResult:
         """`unreturned`: ids a previous holder read ahead and never gave the device; they
-        come back flagged redelivered by the broker, and are not. `on_acked`: told the
-        ids acked before reading (while reading ahead) as soon as they are, so that they
-        count even if the read then fails; they are then not in the result's `acked`."""
-        return self._actor(device_id).sync(device_id, ack, max_n, unreturned or set(), on_acked)
+        come back flagged redelivered by the broker, and are not. `on_settled`: told the
+        ids this sync acked, collapsed or expired (by counter) on the owning thread as
+        soon as their acks are written, so that they count even if the sync then fails
+        or its caller stopped waiting for it."""
+        return self._actor(device_id).sync(device_id, ack, max_n, unreturned or set(), on_settled)
 
     def release(self, device_id: str) -> None:
         """Put back what is held for this device (another process will serve it)."""
@@ -208,12 +212,12 @@ class _Actor:
         ack: list[str],
         max_n: int,
         unreturned: set[str],
-        on_acked: Callable[[list[str]], None] | None,
+        on_settled: Settled | None,
     ) -> SyncResult:
         def job() -> SyncResult:
             if unreturned:
                 self._holding(device_id).unreturned |= unreturned
-            return self._sync_or_let_go(device_id, set(ack), max_n, on_acked)
+            return self._sync_or_let_go(device_id, set(ack), max_n, on_settled)
 
         return self._run(job)
 
@@ -350,13 +354,13 @@ class _Actor:
         device_id: str,
         ack: set[str],
         max_n: int,
-        on_acked: Callable[[list[str]], None] | None = None,
+        on_settled: Settled | None = None,
     ) -> SyncResult:
         """A sync that fails half-way gives everything back (closing the channel puts
         every unacked delivery back in its queue), so no later ack can cover a message
         that was taken but never returned."""
         try:
-            return self._sync(device_id, ack, max_n, on_acked)
+            return self._sync(device_id, ack, max_n, on_settled)
         except BaseException:
             self._let_go(device_id)
             raise
@@ -366,7 +370,7 @@ class _Actor:
         device_id: str,
         ack: set[str],
         max_n: int,
-        on_acked: Callable[[list[str]], None] | None = None,
+        on_settled: Settled | None = None,
     ) -> SyncResult:
         h = self._holding(device_id)
         ack_tags: list[int] = []
@@ -384,14 +388,15 @@ class _Actor:
                 t.redelivered = True  # it was given out before
                 held.append(t)
         unknown = ack - set(acked)  # acked, but not held here: maybe let go by another
+        reported = 0  # of `acked`, handed to on_settled already
         if h.consumers:
             # reading ahead: ack now, before reading, to free the consumers' window, so
             # the broker sends what was not read ahead while this sync waits for it
             h.ack(ack_tags)
             ack_tags.clear()
-            if on_acked is not None and acked:  # counted now: the read may yet fail
-                on_acked(acked[:])
-                acked.clear()
+            if on_settled is not None and acked:  # counted now: the read may yet fail
+                on_settled({"acked": acked[:]})
+            reported = len(acked)
         lanes: dict[str, list[Taken]] = {}
         budget = max_n
         try:
@@ -443,6 +448,8 @@ class _Actor:
                 kept.append(t)
 
         h.ack(ack_tags)
+        if on_settled is not None:
+            on_settled({"acked": acked[reported:], "collapsed": collapsed, "expired": expired})
         h.held = kept
         caught_up = max_n == 0 or len(kept) < max_n
         if caught_up or len(self._reading) > READING_MAX:  # nothing to read ahead, or no room

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from device_registry.mailbox import Mailbox, SyncResult, Taken
+from device_registry.mailbox import Mailbox, Taken
 from device_registry.sessions import Holders, Presence, Session, Sessions
 from device_registry.store import DEVICE_FIELDS, App, Device, Store
 from device_registry.topology import Route, Topology
@@ -249,8 +249,16 @@ def sync_device(
     count: Callable[[dict[tuple[str, str], int]], None],
 ) -> list[Taken]:
     """Ack, then return up to `max` messages from the head of the device's queue; with
-    `wait`, hold the request until something arrives or the wait runs out."""
+    `wait`, hold the request until something arrives or the wait runs out. What it
+    acks, collapses or expires goes to `count` as soon as the broker is told (even if
+    the sync then fails)."""
     device_id = session.device_id
+
+    def settled(ids_by_counter: dict[str, list[str]]) -> None:
+        counts = _counts(ids_by_counter)
+        if counts:
+            count(counts)
+
     signals.listen()  # this process may hold messages: it must hear requests to let go
     previous = holders.claim(device_id, signals.instance)
     unreturned: set[str] = set()
@@ -260,14 +268,7 @@ def sync_device(
     woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
     deadline = time.monotonic() + req.wait_s
     try:
-        result = mailbox.sync(
-            device_id,
-            list(req.ack),
-            req.max,
-            unreturned,
-            on_acked=lambda ids: count(_counts(acked=ids)),
-        )
-        _count(result, count)
+        result = mailbox.sync(device_id, list(req.ack), req.max, unreturned, settled)
         while woken is not None and not result.messages and req.max > 0:
             left = deadline - time.monotonic()
             if left <= 0 or not woken.wait(left):
@@ -276,8 +277,7 @@ def sync_device(
             holder = holders.current(device_id)
             if holder is not None and holder != signals.instance:
                 break  # the device synced elsewhere meanwhile: this request is stale
-            result = mailbox.sync(device_id, [], req.max)
-            _count(result, count)
+            result = mailbox.sync(device_id, [], req.max, on_settled=settled)
         return result.messages
     finally:
         if woken is not None:
@@ -316,15 +316,8 @@ def forget_holder(device_id: str, *, mailbox: Mailbox, signals: Signals, holders
     signals.wake_devices([device_id])
 
 
-def _count(result: SyncResult, count: Callable[[dict[tuple[str, str], int]], None]) -> None:
-    """Hand what the sync acked, collapsed or expired to `count` (a Tally: it never
-    raises, and writes later)."""
-    counts = _counts(acked=result.acked, collapsed=result.collapsed, expired=result.expired)
-    if counts:
-        count(counts)
-
-
-def _counts(**ids_by_counter: list[str]) -> dict[tuple[str, str], int]:
+def _counts(ids_by_counter: dict[str, list[str]]) -> dict[tuple[str, str], int]:
+    """What a Tally adds: (notification id, counter) -> how many."""
     counts: dict[tuple[str, str], int] = {}
     for counter, ids in ids_by_counter.items():
         for notification_id in ids:

@@ -23,7 +23,9 @@ from pushbox_core.names import Names
 from pushbox_core.redis_client import redis_errors
 
 KEEP_S = 24 * 3600
-CLAIM_S = 60  # a claim whose request died frees itself after this
+# a claim whose request died frees itself after this; longer than a send can take (three
+# attempts of up to 10 s to connect and 15 s to confirm, twice with a topology repair)
+CLAIM_S = 180
 KEY_MAX_CHARS = 255
 IN_PROGRESS = "in-progress"
 
@@ -89,7 +91,7 @@ class Idempotency:
         if self.redis.set(slot, IN_PROGRESS, nx=True, ex=CLAIM_S):
             return None, None
         earlier = self.redis.get(slot)
-        saved = json.loads(str(earlier)) if earlier not in (None, IN_PROGRESS) else {}
+        saved = _parsed(earlier)
         if "body" in saved:
             return (saved["body"], saved["status"]), None
         now = time.time()
@@ -98,3 +100,18 @@ class Idempotency:
             if self._swap(keys=[slot], args=[str(earlier), claim, KEEP_S]):
                 return None, saved["resend"]
         raise Conflict("a request with this Idempotency-Key is still in progress")
+
+
+def _parsed(value: str | bytes | None) -> dict:
+    """What a key holds: {} for a claim in progress (or anything unreadable, which then
+    answers 409 until it expires, rather than 500)."""
+    if value is None or value == IN_PROGRESS:
+        return {}
+    try:
+        saved = json.loads(value)
+        if isinstance(saved, dict) and isinstance(saved.get("taken_until", 0), int | float):
+            return saved
+    except ValueError:
+        pass
+    log.warning("Idempotency-Key slot holds something unreadable: %r", value)
+    return {}

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
@@ -58,12 +58,12 @@ class _Publish:
 
 
 def _settle(p: _Publish, error: PushboxError | None) -> None:
-    if p.future.done():  # its caller gave up waiting
-        return
-    if error is None:
-        p.future.set_result(None)
-    else:
-        p.future.set_exception(error)
+    # its caller may give up waiting (cancel) at any moment, even between these lines
+    with contextlib.suppress(InvalidStateError):
+        if error is None:
+            p.future.set_result(None)
+        else:
+            p.future.set_exception(error)
 
 
 class Publisher:

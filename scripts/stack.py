@@ -7,6 +7,7 @@ tests, with their own ports, namespace and run directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import secrets
@@ -64,6 +65,16 @@ def wait_http(url: str, seconds: float) -> bool:
 
 
 NGINX_FILES_MAX = 66_000  # two connections per waiting device, with room to spare
+
+
+def raise_open_files() -> None:
+    """This process's soft open-files limit up to its hard one (Debian's soft default,
+    1,024, would cap an API worker near 1,000 waiting syncs)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 20 if hard == resource.RLIM_INFINITY else hard  # no file limit is infinite
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def nginx_files() -> tuple[int, int]:
@@ -180,6 +191,7 @@ class Stack:
     # ---- whole stack
     def up(self) -> list[str]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        raise_open_files()  # the API workers inherit it: a socket per waiting sync
         subprocess.run(
             [str(VENV_BIN / "python"), "-m", "pushbox_core.schema"],
             cwd=ROOT,

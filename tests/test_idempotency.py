@@ -70,3 +70,11 @@ def test_a_retry_that_died_leaves_the_id_for_the_next(idem):
     # a retry took it over, then its process died: its claim runs out, the id stays
     idem.redis.set(slot, json.dumps({"resend": "m-3", "taken_until": time.time() - 1}))
     assert idem.once("app-1", key, lambda resend: ({"id": resend}, 202)) == ({"id": "m-3"}, 202)
+
+
+@pytest.mark.parametrize("garbage", ["not json", "[1, 2]", '{"resend": "m", "taken_until": "x"}'])
+def test_a_slot_holding_something_unreadable_answers_409_not_500(idem, garbage):
+    key = uuid.uuid4().hex
+    idem.redis.set(idem.names.idempotency_key("app-1", key), garbage, ex=60)
+    with pytest.raises(Conflict):
+        idem.once("app-1", key, lambda _: pytest.fail("sent"))

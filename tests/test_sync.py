@@ -432,9 +432,10 @@ def test_a_process_that_dies_while_reading_ahead_loses_nothing(client, settings)
     survivor.extensions["pushbox"].close()
 
 
-def test_acks_sent_before_a_read_that_fails_still_count(client, settings, monkeypatch):
-    """While reading ahead a sync acks first, then reads: if the read fails (503), what
-    it acked is gone from the queue and must still be counted."""
+@pytest.fixture
+def held_broker(client, settings, monkeypatch):
+    """An app whose broker link goes through a proxy the test can hold replies on, and
+    whose syncs give up waiting after 1 s (503); a shop and a device session."""
     from device_registry import mailbox as mailbox_module
     from tests.support import device_session, new_app
     from tests.tcp_proxy import TcpProxy
@@ -444,35 +445,66 @@ def test_acks_sent_before_a_read_that_fails_still_count(client, settings, monkey
     flaky = create_app(
         replace(settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
     )
-    fc = flaky.test_client()
+    shop = new_app(client, settings)
+    _, _, headers = device_session(client, shop)
     try:
-        shop = new_app(client, settings)
-        _, _, headers = device_session(client, shop)
-        ids = [
-            client.post(
-                "/v1/broadcasts", json={"title": f"a{i}"}, headers=bearer(shop["server_key"])
-            ).get_json()["id"]
-            for i in range(30)
-        ]
-        # more than a few: a consumer reads them, and reads ahead
-        first = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
-        assert [m["id"] for m in first.get_json()["messages"]] == ids[:10]
-        proxy.hold_replies()  # the acks reach the broker; the read after them hangs
-        r = fc.post("/v1/device/sync", json={"ack": ids[:10], "max": 10}, headers=headers)
-        assert r.status_code == 503
-        proxy.release_replies()
-        flaky.extensions["pushbox"].tally.flush()
-        for notification_id in ids[:10]:
-            stats = client.get(
-                f"/v1/notifications/{notification_id}", headers=bearer(shop["server_key"])
-            ).get_json()
-            assert stats["acked"] == 1, stats
-        later = fc.post("/v1/device/sync", json={"max": 50}, headers=headers)
-        assert [m["id"] for m in later.get_json()["messages"]] == ids[10:]  # acked: gone
+        yield proxy, flaky, shop, headers
     finally:
         proxy.release_replies()
         proxy.close()
         flaky.extensions["pushbox"].close()
+
+
+def broadcasts(client, shop, n: int) -> list[str]:
+    auth = bearer(shop["server_key"])
+    return [
+        client.post("/v1/broadcasts", json={"title": f"b{i}"}, headers=auth).get_json()["id"]
+        for i in range(n)
+    ]
+
+
+def acked_counts(client, flaky, shop, ids) -> list[int]:
+    flaky.extensions["pushbox"].tally.flush()
+    return [
+        client.get(f"/v1/notifications/{i}", headers=bearer(shop["server_key"])).get_json()["acked"]
+        for i in ids
+    ]
+
+
+def test_acks_sent_before_a_read_that_fails_still_count(client, held_broker):
+    """While reading ahead a sync acks first, then reads: if the read fails (503), what
+    it acked is gone from the queue and must still be counted."""
+    proxy, flaky, shop, headers = held_broker
+    fc = flaky.test_client()
+    ids = broadcasts(client, shop, 30)
+    # more than a few: a consumer reads them, and reads ahead
+    first = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
+    assert [m["id"] for m in first.get_json()["messages"]] == ids[:10]
+    proxy.hold_replies()  # the acks reach the broker; the read after them hangs
+    r = fc.post("/v1/device/sync", json={"ack": ids[:10], "max": 10}, headers=headers)
+    assert r.status_code == 503
+    assert acked_counts(client, flaky, shop, ids[:10]) == [1] * 10
+    proxy.release_replies()
+    later = fc.post("/v1/device/sync", json={"max": 50}, headers=headers)
+    assert [m["id"] for m in later.get_json()["messages"]] == ids[10:]  # acked: gone
+    assert acked_counts(client, flaky, shop, ids[:10]) == [1] * 10  # and not twice
+
+
+def test_a_sync_answered_503_that_finishes_later_still_counts_its_acks(client, held_broker):
+    """A sync whose caller stopped waiting (503) goes on, and acks at its end: those
+    acks count, though no answer carries them."""
+    proxy, flaky, shop, headers = held_broker
+    fc = flaky.test_client()
+    ids = broadcasts(client, shop, 3)
+    first = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
+    assert [m["id"] for m in first.get_json()["messages"]] == ids
+    proxy.hold_replies()  # the sync's reads hang; it acks only after them
+    r = fc.post("/v1/device/sync", json={"ack": ids, "max": 10}, headers=headers)
+    assert r.status_code == 503
+    proxy.release_replies()  # it reads, then acks
+    assert eventually(lambda: acked_counts(client, flaky, shop, ids) == [1] * 3)
+    later = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
+    assert later.get_json()["messages"] == []
 
 
 def test_a_note_of_unreturned_ids_counts_only_from_the_holder_taken_over_from(app, names):
