@@ -227,7 +227,7 @@ class CpuMeter:
 def settle_broker(*, busy_below: float = 0.1, window_s: float = 1.0, limit_s: float = 60) -> float:
     """Wait until the broker is quiet (under `busy_below` of a core over `window_s`);
     returns the seconds waited. After a burst of persistent messages into many queues
-    the broker goes on working for 10-30 s (writing their indexes out), and whatever is
+    the broker goes on working for up to ~20 s (writing their indexes out), and whatever is
     measured next would pay for it."""
     started = time.perf_counter()
     if not stack_processes()["rabbitmq"]:

@@ -118,6 +118,7 @@ Settled = Callable[[dict[str, list[str]]], None]  # ids by counter: acked, colla
 @dataclass(frozen=True)
 class SyncResult:
     messages: list[Taken]
+    # what this sync settled, to read (counting goes through `on_settled`, once an id)
     acked: list[str]
     collapsed: list[str]
     expired: list[str]
@@ -395,7 +396,7 @@ class _Actor:
             h.ack(ack_tags)
             ack_tags.clear()
             if on_settled is not None and acked:  # counted now: the read may yet fail
-                on_settled({"acked": acked[:]})
+                on_settled({"acked": list(dict.fromkeys(acked))})
             reported = len(acked)
         lanes: dict[str, list[Taken]] = {}
         budget = max_n
@@ -427,12 +428,19 @@ class _Actor:
         now_ms = int(time.time() * 1000)
         expired: list[str] = []
         collapsed: list[str] = []
+        copies: list[str] = []  # acked, never counted nor returned
         live = []
+        # one id can sit in a queue more than once (a publish whose confirm was lost and
+        # that was sent again under its id): the device gets and counts it once
+        ids = set(acked)
         for t in lanes[LANES[0]] + lanes[LANES[1]]:
-            if t.expires_ms is not None and t.expires_ms <= now_ms:
+            if t.id in ids:
+                settle(t, copies)
+            elif t.expires_ms is not None and t.expires_ms <= now_ms:
                 settle(t, expired)
             else:
                 live.append(t)
+            ids.add(t.id)
         newest: dict[str, Taken] = {}
         for t in live:
             if t.collapse_key:
@@ -449,7 +457,9 @@ class _Actor:
 
         h.ack(ack_tags)
         if on_settled is not None:
-            on_settled({"acked": acked[reported:], "collapsed": collapsed, "expired": expired})
+            early = set(acked[:reported])
+            late = [i for i in dict.fromkeys(acked[reported:]) if i not in early]
+            on_settled({"acked": late, "collapsed": collapsed, "expired": expired})
         h.held = kept
         caught_up = max_n == 0 or len(kept) < max_n
         if caught_up or len(self._reading) > READING_MAX:  # nothing to read ahead, or no room

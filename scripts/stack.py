@@ -64,7 +64,8 @@ def wait_http(url: str, seconds: float) -> bool:
     return False
 
 
-NGINX_FILES_MAX = 66_000  # two connections per waiting device, with room to spare
+NGINX_CONNECTIONS_MAX = 32_768  # two a waiting device (phone and upstream): 16,384 waiting
+NGINX_FILES_MAX = 66_000  # a file a connection, with room to spare
 
 
 def raise_open_files() -> None:
@@ -83,7 +84,7 @@ def nginx_files() -> tuple[int, int]:
     up to NGINX_FILES_MAX, and connections to match, with a thousand files spare."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     files = NGINX_FILES_MAX if hard == resource.RLIM_INFINITY else min(NGINX_FILES_MAX, hard)
-    return files, max(1_024, min(32_768, files - 1_000))
+    return files, max(1_024, min(NGINX_CONNECTIONS_MAX, files - 1_000))
 
 
 @dataclass

@@ -434,13 +434,17 @@ def test_a_process_that_dies_while_reading_ahead_loses_nothing(client, settings)
 
 @pytest.fixture
 def held_broker(client, settings, monkeypatch):
-    """An app whose broker link goes through a proxy the test can hold replies on, and
-    whose syncs give up waiting after 1 s (503); a shop and a device session."""
+    """An app whose broker link goes through a proxy, a shop and a device session; and
+    hold(): from then on the broker's replies are held back and a sync gives up waiting
+    after 1 s (503), while its job goes on."""
     from device_registry import mailbox as mailbox_module
     from tests.support import device_session, new_app
     from tests.tcp_proxy import TcpProxy
 
-    monkeypatch.setattr(mailbox_module, "JOB_TIMEOUT_S", 1.0)
+    def hold() -> None:
+        monkeypatch.setattr(mailbox_module, "JOB_TIMEOUT_S", 1.0)
+        proxy.hold_replies()
+
     proxy = TcpProxy("127.0.0.1", 5672)
     flaky = create_app(
         replace(settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
@@ -448,7 +452,7 @@ def held_broker(client, settings, monkeypatch):
     shop = new_app(client, settings)
     _, _, headers = device_session(client, shop)
     try:
-        yield proxy, flaky, shop, headers
+        yield proxy, flaky, shop, headers, hold
     finally:
         proxy.release_replies()
         proxy.close()
@@ -471,16 +475,16 @@ def acked_counts(client, flaky, shop, ids) -> list[int]:
     ]
 
 
-def test_acks_sent_before_a_read_that_fails_still_count(client, held_broker):
-    """While reading ahead a sync acks first, then reads: if the read fails (503), what
-    it acked is gone from the queue and must still be counted."""
-    proxy, flaky, shop, headers = held_broker
+def test_acks_sent_before_reading_ahead_count_though_the_sync_answers_503(client, held_broker):
+    """While reading ahead a sync acks first, then reads: if the read hangs (503), what
+    it acked is gone from the queue and must still be counted, at once."""
+    proxy, flaky, shop, headers, hold = held_broker
     fc = flaky.test_client()
     ids = broadcasts(client, shop, 30)
     # more than a few: a consumer reads them, and reads ahead
     first = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
     assert [m["id"] for m in first.get_json()["messages"]] == ids[:10]
-    proxy.hold_replies()  # the acks reach the broker; the read after them hangs
+    hold()  # the acks reach the broker; the read after them hangs
     r = fc.post("/v1/device/sync", json={"ack": ids[:10], "max": 10}, headers=headers)
     assert r.status_code == 503
     assert acked_counts(client, flaky, shop, ids[:10]) == [1] * 10
@@ -493,18 +497,43 @@ def test_acks_sent_before_a_read_that_fails_still_count(client, held_broker):
 def test_a_sync_answered_503_that_finishes_later_still_counts_its_acks(client, held_broker):
     """A sync whose caller stopped waiting (503) goes on, and acks at its end: those
     acks count, though no answer carries them."""
-    proxy, flaky, shop, headers = held_broker
+    proxy, flaky, shop, headers, hold = held_broker
     fc = flaky.test_client()
     ids = broadcasts(client, shop, 3)
     first = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
     assert [m["id"] for m in first.get_json()["messages"]] == ids
-    proxy.hold_replies()  # the sync's reads hang; it acks only after them
+    hold()  # the sync's reads hang; it acks only after them
     r = fc.post("/v1/device/sync", json={"ack": ids, "max": 10}, headers=headers)
     assert r.status_code == 503
     proxy.release_replies()  # it reads, then acks
     assert eventually(lambda: acked_counts(client, flaky, shop, ids) == [1] * 3)
     later = fc.post("/v1/device/sync", json={"max": 10}, headers=headers)
     assert later.get_json()["messages"] == []
+
+
+def test_copies_of_one_id_are_returned_and_counted_once(
+    client, settings, app, names, rabbit_channel
+):
+    """A send whose confirm was lost and that went again under its id leaves copies in
+    the queue: the device gets the message once, and its ack counts once."""
+    from tests.support import device_session, new_app
+
+    shop = new_app(client, settings)
+    device_id, _, headers = device_session(client, shop)
+    auth = bearer(shop["server_key"])
+    sent = client.post("/v1/notifications", json={"to": {"device_id": device_id}}, headers=auth)
+    message_id = sent.get_json()["id"]
+    queue = names.device_queue(device_id, "high")
+    method, props, body = rabbit_channel.basic_get(queue)
+    rabbit_channel.basic_reject(method.delivery_tag, requeue=True)
+    rabbit_channel.basic_publish("", queue, body, props)  # the copy, under the same id
+    got = client.post("/v1/device/sync", json={"max": 10}, headers=headers).get_json()
+    assert [m["id"] for m in got["messages"]] == [message_id]
+    client.post("/v1/device/sync", json={"ack": [message_id], "max": 10}, headers=headers)
+    app.extensions["pushbox"].tally.flush()
+    stats = client.get(f"/v1/notifications/{message_id}", headers=auth).get_json()
+    assert stats["acked"] == 1
+    assert rabbit_channel.queue_declare(queue, passive=True).method.message_count == 0
 
 
 def test_a_note_of_unreturned_ids_counts_only_from_the_holder_taken_over_from(app, names):
