@@ -66,6 +66,10 @@ class Store:
             self._active_devices_of_apps, name="device-checks", unavailable=DatabaseUnavailable
         )
 
+    def close(self) -> None:
+        """Stop the batching thread (the database itself is closed by its owner)."""
+        self._device_checks.close()
+
     # apps
     def create_app(self, name: str, app_key_hash: str, server_key_hash: str) -> App:
         with self.db.transaction() as cur:

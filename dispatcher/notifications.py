@@ -54,6 +54,10 @@ class Notifications:
             self._insert_rows, name="notification-rows", unavailable=DatabaseUnavailable
         )
 
+    def close(self) -> None:
+        """Stop the batching thread (the database itself is closed by its owner)."""
+        self._inserts.close()
+
     def record(
         self, app_id: str, message: Message, target: Target, targets: int, *, state: str = "sent"
     ) -> str | None:

@@ -161,4 +161,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()
+    signals.close()  # the wake-ups still waiting go out
+    store.close()
+    notifications.close()
     log.info("stopped: %s", dict(worker.handled))

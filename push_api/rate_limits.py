@@ -45,6 +45,9 @@ class RateLimiter:
         self._pipeline = SharedPipeline(client, name="rate-limits")
         self._sha = client.register_script(TAKE_TOKEN).sha
 
+    def close(self) -> None:
+        self._pipeline.close()
+
     def check(self, limit: Limit, who: str) -> None:
         """Take one token for `who`, or raise RateLimited with the wait in seconds."""
         command = ("EVALSHA", self._sha, 1, self.names.rate_key(limit.kind, who))

@@ -31,6 +31,7 @@ R = TypeVar("R")
 BATCH_MAX = 500
 LINGER_S = 0.002  # measured: 2 ms made send batches ~2x larger than none (bench.send)
 WAIT_MAX_S = 60.0  # run() times out on its own well before this; a dead worker doesn't
+CLOSE_WAIT_S = 5.0
 
 
 class Batcher(Generic[I, R]):
@@ -53,6 +54,7 @@ class Batcher(Generic[I, R]):
         self._items: list[tuple[I, Future | None]] = []
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
+        self._closed = False
 
     def __call__(self, item: I) -> R:
         """Send `item` with whatever else is waiting; its result, or its exception."""
@@ -67,8 +69,23 @@ class Batcher(Generic[I, R]):
         """Send `item` without waiting for it (errors are logged)."""
         self._put(item, None)
 
+    def close(self) -> None:
+        """Send what waits, then stop the worker. Later calls fail as unavailable;
+        later submits are dropped (and logged)."""
+        with self._cond:
+            self._closed = True
+            worker = self._worker
+            self._cond.notify()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(CLOSE_WAIT_S)
+
     def _put(self, item: I, future: Future | None) -> None:
         with self._cond:
+            if self._closed:
+                if future is None:
+                    log.warning("%s: closed; dropped an item", self._name)
+                    return
+                raise self._unavailable(f"{self._name}: closed")
             if self._pid != os.getpid():  # forked: the parent's items and worker are not ours
                 self._items, self._worker, self._pid = [], None, os.getpid()
             if self._worker is None or not self._worker.is_alive():
@@ -84,6 +101,8 @@ class Batcher(Generic[I, R]):
                 if not self._items:
                     busy = False  # idle: the next item goes at once
                     while not self._items:
+                        if self._closed:
+                            return
                         self._cond.wait()
             if busy:
                 time.sleep(LINGER_S)

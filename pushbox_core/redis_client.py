@@ -53,6 +53,9 @@ class SharedPipeline:
     def __call__(self, *command: Any) -> Any:
         return self._batcher(command)
 
+    def close(self) -> None:
+        self._batcher.close()
+
     def _run(self, commands: list[tuple]) -> list[Any]:
         with redis_errors():
             pipe = self._client.pipeline(transaction=False)

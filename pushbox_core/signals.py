@@ -128,6 +128,7 @@ class Signals:
         self._subscribed.wait(2.0)
 
     def close(self) -> None:
+        self._wakes.close()  # the wake-ups still waiting go out first
         self._closed = True
         if self._pubsub is not None:
             with contextlib.suppress(Exception):

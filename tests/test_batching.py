@@ -97,3 +97,26 @@ def test_submit_does_not_wait_and_logs_a_failure(caplog):
                 break
             time.sleep(0.02)
     assert "wakes: no luck" in caplog.text
+
+
+def test_close_sends_what_waits_then_stops_the_worker():
+    sent: list[str] = []
+    gate = threading.Event()
+
+    def run(items: list[str]) -> list[None]:
+        gate.wait(5)  # the first batch is out while more items arrive
+        sent.extend(items)
+        return [None] * len(items)
+
+    batcher = Batcher(run, name="wakes", unavailable=DatabaseUnavailable)
+    batcher.submit("a")
+    batcher.submit("b")
+    worker = batcher._worker
+    assert worker is not None
+    gate.set()
+    batcher.close()
+    assert sent == ["a", "b"] and not worker.is_alive()
+    with pytest.raises(DatabaseUnavailable):
+        batcher("late")
+    batcher.submit("dropped")  # logged, not sent, no new worker
+    assert sent == ["a", "b"] and batcher._worker is worker
