@@ -115,16 +115,6 @@ class Holding:
 Settled = Callable[[dict[str, list[str]]], None]  # ids by counter: acked, collapsed, expired
 
 
-@dataclass(frozen=True)
-class SyncResult:
-    messages: list[Taken]
-    # what this sync settled, to read (counting goes through `on_settled`, once an id)
-    acked: list[str]
-    collapsed: list[str]
-    expired: list[str]
-    held: int  # messages this process holds for the device: returned or read ahead
-
-
 def _header(props: pika.BasicProperties, name: str) -> Any:
     value = (props.headers or {}).get(name)
     return value.decode() if isinstance(value, bytes) else value
@@ -168,7 +158,7 @@ class Mailbox:
         max_n: int,
         unreturned: set[str] | None = None,
         on_settled: Settled | None = None,
-    ) -> SyncResult:
+    ) -> list[Taken]:
         """`unreturned`: ids a previous holder read ahead and never gave the device; they
         come back flagged redelivered by the broker, and are not. `on_settled`: told the
         ids this sync acked, collapsed or expired (by counter) on the owning thread as
@@ -214,8 +204,8 @@ class _Actor:
         max_n: int,
         unreturned: set[str],
         on_settled: Settled | None,
-    ) -> SyncResult:
-        def job() -> SyncResult:
+    ) -> list[Taken]:
+        def job() -> list[Taken]:
             if unreturned:
                 self._holding(device_id).unreturned |= unreturned
             return self._sync_or_let_go(device_id, set(ack), max_n, on_settled)
@@ -356,7 +346,7 @@ class _Actor:
         ack: set[str],
         max_n: int,
         on_settled: Settled | None = None,
-    ) -> SyncResult:
+    ) -> list[Taken]:
         """A sync that fails half-way gives everything back (closing the channel puts
         every unacked delivery back in its queue), so no later ack can cover a message
         that was taken but never returned."""
@@ -372,7 +362,7 @@ class _Actor:
         ack: set[str],
         max_n: int,
         on_settled: Settled | None = None,
-    ) -> SyncResult:
+    ) -> list[Taken]:
         h = self._holding(device_id)
         ack_tags: list[int] = []
         acked: list[str] = []
@@ -464,7 +454,7 @@ class _Actor:
         caught_up = max_n == 0 or len(kept) < max_n
         if caught_up or len(self._reading) > READING_MAX:  # nothing to read ahead, or no room
             self._stop_reading(device_id, h)
-        return SyncResult(kept[:max_n], acked, collapsed, expired, h.count())
+        return kept[:max_n]
 
     def _read(
         self, h: Holding, device_id: str, lane: str, need: int, unacked: int, max_n: int

@@ -268,8 +268,8 @@ def sync_device(
     woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
     deadline = time.monotonic() + req.wait_s
     try:
-        result = mailbox.sync(device_id, list(req.ack), req.max, unreturned, settled)
-        while woken is not None and not result.messages and req.max > 0:
+        messages = mailbox.sync(device_id, list(req.ack), req.max, unreturned, settled)
+        while woken is not None and not messages and req.max > 0:
             left = deadline - time.monotonic()
             if left <= 0 or not woken.wait(left):
                 break
@@ -277,8 +277,8 @@ def sync_device(
             holder = holders.current(device_id)
             if holder is not None and holder != signals.instance:
                 break  # the device synced elsewhere meanwhile: this request is stale
-            result = mailbox.sync(device_id, [], req.max, on_settled=settled)
-        return result.messages
+            messages = mailbox.sync(device_id, [], req.max, on_settled=settled)
+        return messages
     finally:
         if woken is not None:
             signals.forget(woken)
