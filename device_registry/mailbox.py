@@ -208,7 +208,14 @@ class _Actor:
         def job() -> list[Taken]:
             if unreturned:
                 self._holding(device_id).unreturned |= unreturned
-            return self._sync_or_let_go(device_id, set(ack), max_n, on_settled)
+            try:
+                return self._sync(device_id, set(ack), max_n, on_settled)
+            except BaseException:
+                # a sync that fails half-way gives everything back (closing the channel
+                # puts every unacked delivery back in its queue), so no later ack can
+                # cover a message that was taken but never returned
+                self._let_go(device_id)
+                raise
 
         return self._run(job)
 
@@ -340,28 +347,8 @@ class _Actor:
             self._let_go(device_id)
 
     # ---- one sync, on the owning thread
-    def _sync_or_let_go(
-        self,
-        device_id: str,
-        ack: set[str],
-        max_n: int,
-        on_settled: Settled | None = None,
-    ) -> list[Taken]:
-        """A sync that fails half-way gives everything back (closing the channel puts
-        every unacked delivery back in its queue), so no later ack can cover a message
-        that was taken but never returned."""
-        try:
-            return self._sync(device_id, ack, max_n, on_settled)
-        except BaseException:
-            self._let_go(device_id)
-            raise
-
     def _sync(
-        self,
-        device_id: str,
-        ack: set[str],
-        max_n: int,
-        on_settled: Settled | None = None,
+        self, device_id: str, ack: set[str], max_n: int, on_settled: Settled | None
     ) -> list[Taken]:
         h = self._holding(device_id)
         ack_tags: list[int] = []

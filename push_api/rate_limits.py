@@ -50,14 +50,17 @@ class RateLimiter:
 
     def check(self, limit: Limit, who: str) -> None:
         """Take one token for `who`, or raise RateLimited with the wait in seconds."""
-        command = ("EVALSHA", self._sha, 1, self.names.rate_key(limit.kind, who))
-        args = (limit.per_s, limit.burst)
+        key = self.names.rate_key(limit.kind, who)
+
+        def take() -> float:
+            return float(self._pipeline("EVALSHA", self._sha, 1, key, limit.per_s, limit.burst))
+
         with redis_errors():
             try:
-                wait_s = float(self._pipeline(*command, *args))
+                wait_s = take()
             except redis.exceptions.NoScriptError:  # a restarted Redis: load it again
                 self._sha = str(self._client.script_load(TAKE_TOKEN))
-                wait_s = float(self._pipeline("EVALSHA", self._sha, *command[2:], *args))
+                wait_s = take()
         if wait_s > 0:
             raise RateLimited(
                 f"rate limit exceeded: {limit.per_s:g} requests/s per {limit.kind}",
