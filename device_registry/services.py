@@ -10,17 +10,13 @@ between the two leaves something the next attempt, or the reconciler, finishes.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from device_registry.mailbox import Mailbox, Taken
-from device_registry.sessions import Holders, Presence, Session, Sessions
+from device_registry.sessions import Presence, Session, Sessions
 from device_registry.store import DEVICE_FIELDS, App, Device, Store
 from device_registry.topology import Route, Topology
-from pushbox_core.errors import DependencyDown, DeviceNotFound, PushboxError, Unauthorized
+from pushbox_core.errors import DeviceNotFound, PushboxError, Unauthorized
 from pushbox_core.keys import hash_key, new_key, same_key
-from pushbox_core.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +55,9 @@ class DeviceView:
     presence: Presence
 
 
-def create_app(name: str, *, store: Store) -> NewApp:
+def add_app(name: str, *, store: Store) -> NewApp:
     app_key, server_key = new_key("ak_"), new_key("sk_")
-    app = store.create_app(name, hash_key(app_key), hash_key(server_key))
+    app = store.insert_app(name, hash_key(app_key), hash_key(server_key))
     return NewApp(app, app_key, server_key)
 
 
@@ -227,99 +223,3 @@ def _drop_bindings(topology: Topology, device_id: str, keys: set[str]) -> None:
         topology.unbind(device_id, keys)
     except PushboxError:
         log.warning("device %s: could not drop bindings %s", device_id, sorted(keys))
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    ack: tuple[str, ...] = ()
-    max: int = 100
-    wait_s: float = 0.0
-
-
-RELEASE_WAIT_S = 2.0  # how long to wait for another process to let go of held messages
-
-
-def sync_device(
-    session: Session,
-    req: SyncRequest,
-    *,
-    mailbox: Mailbox,
-    signals: Signals,
-    holders: Holders,
-    count: Callable[[dict[tuple[str, str], int]], None],
-) -> list[Taken]:
-    """Ack, then return up to `max` messages from the head of the device's queue; with
-    `wait`, hold the request until something arrives or the wait runs out. What it
-    acks, collapses or expires goes to `count` as soon as the broker is told (even if
-    the sync then fails)."""
-    device_id = session.device_id
-
-    def settled(ids_by_counter: dict[str, list[str]]) -> None:
-        counts = _counts(ids_by_counter)
-        if counts:
-            count(counts)
-
-    signals.listen()  # this process may hold messages: it must hear requests to let go
-    previous = holders.claim(device_id, signals.instance)
-    unreturned: set[str] = set()
-    if previous is not None and previous != signals.instance:
-        _take_over(device_id, previous, signals=signals)
-        unreturned = holders.take_unreturned(device_id, previous)
-    woken = signals.waiter(f"d:{device_id}", f"a:{session.app_id}") if req.wait_s > 0 else None
-    deadline = time.monotonic() + req.wait_s
-    try:
-        messages = mailbox.sync(device_id, list(req.ack), req.max, unreturned, settled)
-        while woken is not None and not messages and req.max > 0:
-            left = deadline - time.monotonic()
-            if left <= 0 or not woken.wait(left):
-                break
-            woken.clear()
-            holder = holders.current(device_id)
-            if holder is not None and holder != signals.instance:
-                break  # the device synced elsewhere meanwhile: this request is stale
-            messages = mailbox.sync(device_id, [], req.max, on_settled=settled)
-        return messages
-    finally:
-        if woken is not None:
-            signals.forget(woken)
-
-
-def _take_over(device_id: str, previous: str, *, signals: Signals) -> None:
-    """Ask the process that holds the device's messages to let go, and wait until it
-    did: reading before would return newer messages first and miss the acks."""
-    released = signals.waiter(f"r:{device_id}")
-    try:
-        if signals.ask_release(previous, device_id) and not released.wait(RELEASE_WAIT_S):
-            raise DependencyDown("the device's previous API instance")
-    finally:
-        signals.forget(released)
-
-
-def let_go(device_id: str, unreturned: list[str], *, signals: Signals, holders: Holders) -> None:
-    """This process let go of a device (another one serves it now): tell that one which
-    messages the device never saw, then that it may read."""
-    try:
-        holders.note_unreturned(device_id, signals.instance, unreturned)
-    except DependencyDown as e:  # it then calls them redelivered: a false alarm, no loss
-        log.warning("device %s: could not note what was read ahead: %s", device_id, e)
-    signals.released(device_id)
-
-
-def forget_holder(device_id: str, *, mailbox: Mailbox, signals: Signals, holders: Holders) -> None:
-    """After unregistering: whoever holds the device's messages drops them (they are gone
-    with the queue), and a sync waiting for it ends."""
-    holder = holders.drop(device_id)
-    if holder == signals.instance:
-        mailbox.forget(device_id)
-    elif holder is not None:
-        signals.ask_release(holder, device_id)
-    signals.wake_devices([device_id])
-
-
-def _counts(ids_by_counter: dict[str, list[str]]) -> dict[tuple[str, str], int]:
-    """What a Tally adds: (notification id, counter) -> how many."""
-    counts: dict[tuple[str, str], int] = {}
-    for counter, ids in ids_by_counter.items():
-        for notification_id in ids:
-            counts[(notification_id, counter)] = counts.get((notification_id, counter), 0) + 1
-    return counts

@@ -71,7 +71,7 @@ class Store:
         self._device_checks.close()
 
     # apps
-    def create_app(self, name: str, app_key_hash: str, server_key_hash: str) -> App:
+    def insert_app(self, name: str, app_key_hash: str, server_key_hash: str) -> App:
         with self.db.transaction() as cur:
             cur.execute(
                 "INSERT INTO apps (name, app_key_hash, server_key_hash, created_at)"
@@ -241,7 +241,7 @@ class Store:
         return {str(r["id"]) for r in rows}
 
     # audiences: the active devices a send reaches
-    def app_devices(self, app_id: str) -> int:
+    def count_app_devices(self, app_id: str) -> int:
         row = self.db.query_one(
             "SELECT COUNT(*) AS n FROM devices WHERE app_id = %s AND status = 'active'",
             (app_id,),

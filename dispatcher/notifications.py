@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
-import collections
 import logging
-import os
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +10,7 @@ import pymysql
 
 from dispatcher.messages import Message, Target
 from pushbox_core.batching import Batcher
-from pushbox_core.errors import DatabaseUnavailable, PushboxError
+from pushbox_core.errors import DatabaseUnavailable
 from pushbox_core.mysql import Database
 
 log = logging.getLogger(__name__)
@@ -154,54 +149,3 @@ class Notifications:
                     f"UPDATE notifications SET {counter} = {counter} + {add} WHERE id IN ({marks})",
                     args + ids,
                 )
-
-
-class Tally:
-    """Counters fed by syncs, written in the background: every `flush_s`, one UPDATE
-    per counter for everything the process's syncs counted meanwhile. A sync then
-    writes nothing to MySQL, and a broadcast acked by thousands of devices updates
-    its row once per flush instead of once per device. While MySQL is down the counts
-    wait (up to PENDING_MAX counters, then the oldest flush is dropped); counts
-    not yet written die with a killed process (statistics: no message depends on them)."""
-
-    PENDING_MAX = 100_000
-
-    def __init__(self, notifications: Notifications, flush_s: float = TALLY_FLUSH_S):
-        self.notifications = notifications
-        self.flush_s = flush_s
-        self._pending: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._lock = threading.Lock()
-        self._writer_pid: int | None = None
-
-    def add(self, counts: dict[tuple[str, str], int]) -> None:
-        with self._lock:
-            if self._writer_pid != os.getpid():  # first use, or forked: start a writer
-                if self._writer_pid is not None:
-                    self._pending.clear()  # the parent's counts: the parent writes them
-                self._writer_pid = os.getpid()
-                threading.Thread(target=self._loop, daemon=True, name="tally").start()
-                atexit.register(self.flush)
-            self._pending.update(counts)
-
-    def flush(self) -> None:
-        with self._lock:
-            counts, self._pending = self._pending, collections.Counter()
-        if not counts:
-            return
-        try:
-            self.notifications.count(dict(counts))
-        except PushboxError as e:  # MySQL is down: keep them for the next flush
-            with self._lock:
-                if len(self._pending) + len(counts) <= self.PENDING_MAX:
-                    self._pending.update(counts)
-                    log.warning("could not count %d acks/drops yet: %s", len(counts), e)
-                    return
-            log.warning("dropped %d acks/drops: MySQL down too long: %s", len(counts), e)
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(self.flush_s)
-            try:
-                self.flush()
-            except Exception:  # a bad row must not stop the counting for good
-                log.exception("writing sync counters failed")

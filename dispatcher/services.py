@@ -11,6 +11,7 @@ from device_registry.services import route_of
 from device_registry.store import Store
 from device_registry.topology import Topology
 from dispatcher import messages
+from dispatcher.delivery.signals import Signals
 from dispatcher.messages import Content, Message, Target
 from dispatcher.notifications import Notification, Notifications
 from pushbox_core.errors import (
@@ -22,7 +23,6 @@ from pushbox_core.errors import (
 )
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
-from pushbox_core.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +45,32 @@ class Dispatch:
     signals: Signals
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a message is published; `repair`: the devices whose queues are declared
+    again when a mandatory publish reaches no queue."""
+
+    exchange: str
+    key: str
+    mandatory: bool
+    repair: tuple[str, ...] = ()
+
+
+# where a message's id comes from, which decides what a row already there means
+NEW = "new"  # a fresh id: no row can exist
+EVENT = "event"  # derived from an order event: a row marked sent means done already
+RESEND = "resend"  # the retry of an unconfirmed send: goes out again whatever its row says
+
+
 def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | None = None) -> Sent:
     """To every device of the app. With resend_id (a retry of an unconfirmed send), it
     goes out again under that id (devices dedupe by id)."""
     message = messages.build("broadcast", content, message_id=resend_id)
-    targets = d.store.app_devices(app_id)
+    targets = d.store.count_app_devices(app_id)
     d.topology.ensure_app(app_id)
-    exchange = d.names.broadcast_exchange(app_id, message.priority)
-    _record_and_publish(
-        app_id,
-        message,
-        Target("app"),
-        targets,
-        d=d,
-        exchange=exchange,
-        key="",
-        mandatory=False,
-        repair=(),
-        message_id=resend_id,
-        resend=resend_id is not None,
-    )
+    route = Destination(d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False)
+    origin = NEW if resend_id is None else RESEND
+    _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
     d.signals.wake_app(app_id)
     return Sent(message.id, targets)
 
@@ -83,21 +89,15 @@ def notify(
     it was confirmed; with resend_id (a retry of an unconfirmed send), it goes out again
     under that id whatever its row says (devices dedupe by id)."""
     devices = audience(app_id, target, store=d.store)
-    message_id = resend_id or message_id
-    message = messages.build("notification", content, message_id=message_id)
-    _record_and_publish(
-        app_id,
-        message,
-        target,
-        len(devices),
-        d=d,
-        exchange=d.names.direct_exchange(message.priority),
-        key=routing_key(app_id, target),
+    origin = RESEND if resend_id else EVENT if message_id else NEW
+    message = messages.build("notification", content, message_id=resend_id or message_id)
+    route = Destination(
+        d.names.direct_exchange(message.priority),
+        routing_key(app_id, target),
         mandatory=True,
-        repair=devices,
-        message_id=message_id,
-        resend=resend_id is not None,
+        repair=tuple(devices),
     )
+    _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
     d.signals.wake_devices(devices)
     return Sent(message.id, len(devices))
 
@@ -131,45 +131,40 @@ def _record_and_publish(
     message: Message,
     target: Target,
     targets: int,
+    route: Destination,
+    origin: str,
     *,
     d: Dispatch,
-    exchange: str,
-    key: str,
-    mandatory: bool,
-    repair: list[str] | tuple,
-    message_id: str | None = None,
-    resend: bool = False,
 ) -> None:
-    # a fixed id (an order event, a resend) may come back after a crash or an
-    # unconfirmed publish: it is recorded as "sending" until the broker confirmed, and
-    # published again if it comes back so
-    fixed_id = message_id is not None
+    # an id not made here (an order event's, a resend's) may come back after a crash
+    # or an unconfirmed publish: it is recorded as "sending" until the broker confirmed,
+    # and published again if it comes back so
+    fixed_id = origin != NEW
     earlier = d.notifications.record(
         app_id, message, target, targets, state="sending" if fixed_id else "sent"
     )
-    if earlier == "sent" and not resend:  # a resend's row may say sent, unconfirmed
+    if earlier == "sent" and origin == EVENT:  # a resend's row may say sent, unconfirmed
         log.info("notification %s was sent already; not sending it again", message.id)
         return
     try:
         try:
-            _publish(message, exchange, key, mandatory, d=d)
+            _publish(message, route, d=d)
         except NotDelivered:
             # no queue (or no exchange) took it: the topology is gone (deleted by hand,
             # or lost with a broker). The devices are active, so give it back, then retry.
             d.topology.forget_declared()  # the broker may have lost its exchanges too
             d.topology.ensure_app(app_id)
-            for device_id in repair:
+            for device_id in route.repair:
                 device = d.store.device(device_id)
                 if device is not None and device.active:
                     d.topology.ensure_device(route_of(device))
-            _publish(message, exchange, key, mandatory, d=d)
+            _publish(message, route, d=d)
     except DeliveryUnknown as e:
         # the broker may deliver it yet: keep the row (its counts land there), marked
         # to be published again if the same id comes back
         if not fixed_id:
             _mark_unconfirmed(message.id, d=d)
-        e.message_id = message.id
-        raise
+        raise DeliveryUnknown(e.detail, message_id=message.id) from e
     except PushboxError:
         if earlier is None:  # this call's own row, and nothing of it reached a queue
             _forget(message.id, d=d)
@@ -178,14 +173,14 @@ def _record_and_publish(
         d.notifications.mark_sent(message.id)
 
 
-def _publish(message: Message, exchange: str, key: str, mandatory: bool, *, d: Dispatch) -> None:
+def _publish(message: Message, route: Destination, *, d: Dispatch) -> None:
     d.rabbit.publish(
-        exchange,
-        key,
+        route.exchange,
+        route.key,
         message.encode(),
         message_id=message.id,
         expiration_ms=message.ttl_s * 1000,
-        mandatory=mandatory,
+        mandatory=route.mandatory,
         headers=message.headers(),
     )
 

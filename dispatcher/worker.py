@@ -9,7 +9,6 @@ twice."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections import Counter
@@ -19,18 +18,13 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
-from device_registry.store import Store
-from device_registry.topology import Topology
 from dispatcher import order_events, services
+from dispatcher.bootstrap import bootstrap
 from dispatcher.notifications import Notifications
 from dispatcher.services import Dispatch
 from pushbox_core.errors import DependencyDown, NotFound, PushboxError
-from pushbox_core.mysql import Database
-from pushbox_core.names import Names
-from pushbox_core.rabbit import Rabbit, connection_params
-from pushbox_core.redis_client import connect
+from pushbox_core.rabbit import connection_params
 from pushbox_core.settings import Settings
-from pushbox_core.signals import Signals
 
 log = logging.getLogger("dispatcher")
 
@@ -145,23 +139,10 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("pika").setLevel(logging.WARNING)
-    settings = Settings.from_env()
-    names = Names(settings.namespace, settings.redis_prefix)
-    db = Database.from_settings(settings)
-    rabbit = Rabbit(settings.rabbitmq_url, name="pushbox-dispatcher-publish")
-    store = Store(db)
-    notifications = Notifications(db)
-    topology = Topology(rabbit, names, settings)
-    signals = Signals(connect(settings.redis_url), names, f"dispatcher:{os.getpid()}")
-    worker = Worker(
-        settings,
-        Dispatch(store, notifications, rabbit, topology, names, signals),
-        notifications,
-    )
+    pushbox = bootstrap(Settings.from_env(), role="dispatcher")
+    worker = Worker(pushbox.settings, pushbox.dispatch, pushbox.notifications)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()
-    signals.close()  # the wake-ups still waiting go out
-    store.close()
-    notifications.close()
+    pushbox.close()  # the wake-ups still waiting go out
     log.info("stopped: %s", dict(worker.handled))

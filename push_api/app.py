@@ -10,8 +10,8 @@ from flask import Flask
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from dispatcher.bootstrap import bootstrap
 from push_api import apps, devices, errors, health, notifications
-from push_api.deps import Deps
 from pushbox_core.settings import Settings
 
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(blp)
     errors.register(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["pushbox"] = Deps.build(settings)
+    app.extensions["pushbox"] = bootstrap(settings, role="api")
     instance = os.environ.get("PUSH_INSTANCE_NAME") or f"{socket.gethostname()}:{os.getpid()}"
 
     @app.after_request

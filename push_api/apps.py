@@ -20,10 +20,4 @@ class Apps(MethodView):
     def post(self, body: dict):
         """Create an app; its app key and server key are returned once and stored hashed."""
         require_admin()
-        new = services.create_app(body["name"], store=deps().store)
-        return {
-            "id": new.app.id,
-            "name": new.app.name,
-            "app_key": new.app_key,
-            "server_key": new.server_key,
-        }
+        return services.add_app(body["name"], store=deps().store)

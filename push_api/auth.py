@@ -10,9 +10,9 @@ from device_registry import services
 from device_registry.sessions import Session
 from device_registry.store import App
 from push_api.deps import deps
-from push_api.rate_limits import Limit
 from pushbox_core.errors import Forbidden, Unauthorized
 from pushbox_core.keys import same_key
+from pushbox_core.rate_limits import Limit
 
 SERVER_KEY_PREFIX = "sk_"
 SESSION_TOKEN_PREFIX = "st_"
@@ -66,11 +66,23 @@ def require_server_key() -> App:
     raise Forbidden(f"this call needs an app's server key, not a {_scope_of(token)}")
 
 
-def require_session() -> Session:
+def require_device() -> Session:
+    """The calling device's session, counted against the device's rate limit."""
     token = bearer()
     if token.startswith(SESSION_TOKEN_PREFIX):
         d = deps()
         session = services.authenticate_device(token, sessions=d.sessions)
         d.sessions.seen(session.device_id)
+        s = d.settings
+        limit = Limit("device", s.rate_device_per_s, s.rate_device_burst)
+        d.limiter.check(limit, session.device_id)
         return session
     raise Forbidden(f"this call needs a device session token, not a {_scope_of(token)}")
+
+
+def limit_by_address(kind: str) -> None:
+    """Calls made without credentials are limited by client address (the registration
+    limit: many phones may share a carrier's address)."""
+    s = deps().settings
+    limit = Limit(kind, s.rate_registration_per_s, s.rate_registration_burst)
+    deps().limiter.check(limit, request.remote_addr or "unknown")

@@ -1,7 +1,8 @@
 """One table from Pushbox errors to HTTP statuses, and the handlers that use it.
 
 Every error answers in flask-smorest's JSON shape, `{code, status, message, errors?}`,
-never with a traceback or an internal name."""
+plus `error`: a stable name of what went wrong that clients can switch on (the
+`message` is for people and may change). Never a traceback or an internal name."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pushbox_core.errors import (
     Conflict,
     DeliveryUnknown,
     DependencyDown,
+    DeviceNotFound,
     Forbidden,
     InvalidRequest,
     NotDelivered,
     NotFound,
+    NotificationNotFound,
     PayloadTooLarge,
     PushboxError,
     RateLimited,
@@ -35,25 +38,51 @@ UNCONFIRMED = (
     " out under the same id, which devices dedupe"
 )
 
-HTTP_STATUS: dict[type[PushboxError], int] = {
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    PayloadTooLarge: 413,
-    InvalidRequest: 422,
-    RateLimited: 429,
-    NotDelivered: 503,
-    DependencyDown: 503,
+# the first class that matches wins: subclasses before their bases
+HTTP_STATUS: dict[type[PushboxError], tuple[int, str]] = {
+    Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
+    DeviceNotFound: (404, "device_not_found"),
+    NotificationNotFound: (404, "notification_not_found"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    PayloadTooLarge: (413, "payload_too_large"),
+    InvalidRequest: (422, "invalid_request"),
+    RateLimited: (429, "rate_limited"),
+    NotDelivered: (503, "not_delivered"),
+    DeliveryUnknown: (503, "delivery_unknown"),
+    DependencyDown: (503, "dependency_down"),
+}
+
+# errors raised by Flask and webargs (no Pushbox class): by status
+HTTP_ERROR_NAMES = {
+    400: "malformed_json",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal",
 }
 
 
-def body(code: int, message: str, **extra: object) -> dict:
-    return {"code": code, "status": HTTPStatus(code).phrase, "message": message, **extra}
+def body(code: int, message: str, error: str | None = None, **extra: object) -> dict:
+    """An error body; `error` defaults to the name of the status."""
+    name = error or HTTP_ERROR_NAMES.get(code) or HTTPStatus(code).phrase.lower().replace(" ", "_")
+    return {
+        "code": code,
+        "status": HTTPStatus(code).phrase,
+        "error": name,
+        "message": message,
+        **extra,
+    }
 
 
 def on_pushbox_error(exc: PushboxError):
-    code = next((c for t, c in HTTP_STATUS.items() if isinstance(exc, t)), 500)
+    code, name = next(
+        (found for t, found in HTTP_STATUS.items() if isinstance(exc, t)), (500, "internal")
+    )
     headers = {}
     extra: dict[str, object] = {}
     if isinstance(exc, RateLimited):
@@ -63,13 +92,13 @@ def on_pushbox_error(exc: PushboxError):
         log.warning("%s down: %s", exc.dependency, exc.detail)
     if isinstance(exc, DeliveryUnknown) and exc.message_id:
         extra["id"] = exc.message_id
-        return body(503, UNCONFIRMED.format(id=exc.message_id), **extra), 503, headers
+        return body(503, UNCONFIRMED.format(id=exc.message_id), name, **extra), 503, headers
     if isinstance(exc, InvalidRequest) and exc.field:
         extra["errors"] = {"json": {exc.field: [str(exc)]}}
     if code == 500:
         log.error("unmapped Pushbox error", exc_info=exc)
         return body(500, "internal error"), 500
-    return body(code, str(exc), **extra), code, headers
+    return body(code, str(exc), name, **extra), code, headers
 
 
 def describe(errors: object, path: str = "") -> list[str]:

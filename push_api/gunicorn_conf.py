@@ -10,3 +10,12 @@ timeout = 60
 graceful_timeout = 10
 keepalive = 75
 accesslog = None
+
+
+def worker_exit(server, worker):
+    """A worker that stops sends what its batchers still hold (wake-ups, sync counters)
+    and closes its connections (dispatcher.bootstrap.Pushbox.close)."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    pushbox = extensions.get("pushbox")
+    if pushbox is not None:
+        pushbox.close()

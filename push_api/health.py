@@ -1,5 +1,6 @@
 """GET /healthz (the process answers) and GET /readyz (its dependencies answer too)."""
 
+import redis
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -32,7 +33,7 @@ def _checks() -> dict[str, str]:
         try:
             probe()
             status[name] = "ok"
-        except (PushboxError, OSError, Exception):  # noqa: BLE001 - any failure means down
+        except (PushboxError, redis.RedisError, OSError):
             status[name] = "down"
     return status
 
@@ -49,4 +50,4 @@ class Ready(MethodView):
             return {"status": "ok", "checks": checks}
         message = f"unavailable: {', '.join(down)}"
         headers = {"Retry-After": str(RETRY_AFTER_DEPENDENCY_S)}
-        return body(503, message, checks=checks), 503, headers
+        return body(503, message, "dependency_down", checks=checks), 503, headers

@@ -1,5 +1,7 @@
 """Sender endpoints (server key): broadcasts, notifications and their stats."""
 
+from collections.abc import Callable
+
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -21,8 +23,14 @@ blp = Blueprint("notifications", __name__, url_prefix="/v1", description="Sendin
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def _sent(sent: services.Sent) -> tuple[dict, int]:
-    return {"id": sent.id, "targets": sent.targets}, 202
+def _send_once(app_id: str, send: Callable[[str | None], services.Sent]) -> tuple[dict, int]:
+    """Run `send(resend_id)` at most once per Idempotency-Key (see
+    pushbox_core.idempotency); the answer, through SentOut, is what the key keeps."""
+    return deps().idempotency.once(
+        app_id,
+        request.headers.get(IDEMPOTENCY_HEADER),
+        lambda resend: (SentOut().dump(send(resend)), 202),
+    )
 
 
 @blp.route("/broadcasts")
@@ -35,13 +43,9 @@ class Broadcasts(MethodView):
         """Send to every device of the app, online or not. Answers once the broker
         confirmed; `targets` counts the active devices at send time."""
         app = require_server_key()
-        d = deps()
-        return d.idempotency.once(
-            app.id,
-            request.headers.get(IDEMPOTENCY_HEADER),
-            lambda resend: _sent(
-                services.broadcast(app.id, content, d=d.dispatch, resend_id=resend)
-            ),
+        dispatch = deps().dispatch
+        return _send_once(
+            app.id, lambda resend: services.broadcast(app.id, content, d=dispatch, resend_id=resend)
         )
 
 
@@ -56,12 +60,11 @@ class Notifications(MethodView):
         """Send to one device, every device of one user, or a topic (default priority
         high: it overtakes pending promos)."""
         app = require_server_key()
-        d = deps()
-        return d.idempotency.once(
+        dispatch = deps().dispatch
+        return _send_once(
             app.id,
-            request.headers.get(IDEMPOTENCY_HEADER),
-            lambda resend: _sent(
-                services.notify(app.id, req.target, req.content, d=d.dispatch, resend_id=resend)
+            lambda resend: services.notify(
+                app.id, req.target, req.content, d=dispatch, resend_id=resend
             ),
         )
 

@@ -15,13 +15,14 @@ a step behind join it. At low load nothing waits.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Generic, TypeVar
+
+from pushbox_core.forks import ForkGuard
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Batcher(Generic[I, R]):
         self._cond = threading.Condition()
         self._items: list[tuple[I, Future | None]] = []
         self._worker: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
         self._closed = False
 
     def __call__(self, item: I) -> R:
@@ -86,8 +87,8 @@ class Batcher(Generic[I, R]):
                     log.warning("%s: closed; dropped an item", self._name)
                     return
                 raise self._unavailable(f"{self._name}: closed")
-            if self._pid != os.getpid():  # forked: the parent's items and worker are not ours
-                self._items, self._worker, self._pid = [], None, os.getpid()
+            if self._fork.forked():  # the parent's items and worker are not ours
+                self._items, self._worker = [], None
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._loop, daemon=True, name=self._name)
                 self._worker.start()

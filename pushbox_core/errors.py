@@ -59,10 +59,12 @@ class BrokerUnavailable(DependencyDown):
 
 class DeliveryUnknown(BrokerUnavailable):
     """The broker was handed the message and never confirmed or refused it: it may be
-    delivered yet. A retry must reuse its id (receivers dedupe by id); `message_id` is
-    set by whoever knows which message it was."""
+    delivered yet. A retry must reuse its id (receivers dedupe by id): `message_id`,
+    when the raiser knows which message it was."""
 
-    message_id: str | None = None
+    def __init__(self, detail: str = "", *, message_id: str | None = None):
+        super().__init__(detail)
+        self.message_id = message_id
 
 
 class DatabaseUnavailable(DependencyDown):

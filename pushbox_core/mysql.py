@@ -8,7 +8,6 @@ is dropped, never reused. Only Pushbox errors escape for connection trouble.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pymysql.cursors
 from pymysql.connections import Connection
 
 from pushbox_core.errors import DatabaseUnavailable
+from pushbox_core.forks import ForkGuard
 
 POOL_SIZE_MAX = 32
 PING_AFTER_IDLE_S = 30.0
@@ -45,7 +45,7 @@ class Database:
         )
         self._lock = threading.Lock()
         self._idle: list[tuple[Connection, float]] = []
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
 
     @classmethod
     def from_settings(cls, settings, *, database: str | None = ...) -> Database:  # type: ignore[assignment]
@@ -59,8 +59,8 @@ class Database:
 
     def _take(self) -> Connection:
         with self._lock:
-            if self._pid != os.getpid():
-                self._idle, self._pid = [], os.getpid()
+            if self._fork.forked():  # the parent's connections are not ours
+                self._idle = []
             conn, since = self._idle.pop() if self._idle else (None, 0.0)
         if conn is not None:
             if time.monotonic() - since < PING_AFTER_IDLE_S:
@@ -74,7 +74,7 @@ class Database:
 
     def _give_back(self, conn: Connection) -> None:
         with self._lock:
-            if self._pid == os.getpid() and len(self._idle) < POOL_SIZE_MAX:
+            if self._fork.ours and len(self._idle) < POOL_SIZE_MAX:
                 self._idle.append((conn, time.monotonic()))
                 return
         _close_quietly(conn)

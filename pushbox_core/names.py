@@ -98,9 +98,25 @@ class Names:
         """Which API process holds the messages a device was last given."""
         return f"{self.redis_prefix}:holder:{device_id}"
 
-    def unreturned_key(self, device_id: str) -> str:
-        """Ids a holder read ahead and let go of without returning them."""
-        return f"{self.redis_prefix}:unreturned:{device_id}"
+    def instance_channel(self, instance: str) -> str:
+        """Redis pub/sub: requests to one API process to let go of a device."""
+        return f"{self.signals_channel}:{instance}"
+
+    # what a signal names, on the signals channel
+    @staticmethod
+    def wake_device(device_id: str) -> str:
+        """Something was sent to this device."""
+        return f"d:{device_id}"
+
+    @staticmethod
+    def wake_app(app_id: str) -> str:
+        """Something was broadcast to this app's devices."""
+        return f"a:{app_id}"
+
+    @staticmethod
+    def released(device_id: str) -> str:
+        """The process that held this device's messages let go of them."""
+        return f"r:{device_id}"
 
     def idempotency_key(self, sender: str, key: str) -> str:
         return f"{self.redis_prefix}:idem:{sender}:{key}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
@@ -38,6 +37,7 @@ from pika.adapters.select_connection import SelectConnection
 from pika.exceptions import ChannelClosedByBroker
 
 from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
+from pushbox_core.forks import ForkGuard
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Publisher:
         self._params = params
         self._lock = threading.Lock()
         self._link: _Link | None = None
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
 
     def publish(
         self,
@@ -102,8 +102,8 @@ class Publisher:
 
     def _live_link(self) -> _Link:
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's connection is not ours
-                self._link, self._pid = None, os.getpid()
+            if self._fork.forked():  # the parent's connection is not ours
+                self._link = None
             link = self._link
             if link is None or link.closed:
                 link = self._link = _Link(self._params)
@@ -113,7 +113,7 @@ class Publisher:
     def close(self) -> None:
         with self._lock:
             link, self._link = self._link, None
-        if link is not None and self._pid == os.getpid():
+        if link is not None and self._fork.ours:
             link.close()
 
 

@@ -9,7 +9,6 @@ import, and forgotten (not closed) in a forked child. Only Pushbox errors escape
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from pika.exceptions import (
 )
 
 from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
+from pushbox_core.forks import ForkGuard
 from pushbox_core.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,12 @@ class Rabbit:
         )
         self._lock = threading.Lock()
         self._idle: list[tuple[BlockingChannel, float]] = []
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
 
     def _take(self) -> BlockingChannel:
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-                self._idle, self._pid = [], os.getpid()
+            if self._fork.forked():  # the parent's sockets are not ours
+                self._idle = []
             now = time.monotonic()
             while self._idle:
                 ch, since = self._idle.pop()
@@ -91,7 +91,7 @@ class Rabbit:
                 _close_quietly(ch)
                 return
         with self._lock:
-            if self._pid == os.getpid() and len(self._idle) < POOL_SIZE_MAX and ch.is_open:
+            if self._fork.ours and len(self._idle) < POOL_SIZE_MAX and ch.is_open:
                 self._idle.append((ch, time.monotonic()))
                 return
         _close_quietly(ch)

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from push_api.idempotency import Idempotency
 from pushbox_core.errors import Conflict, DeliveryUnknown
+from pushbox_core.idempotency import Idempotency
 
 
 @pytest.fixture

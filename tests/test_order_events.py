@@ -9,16 +9,10 @@ from dataclasses import replace
 
 import pika
 
-from device_registry.store import Store
 from device_registry.topology import Topology
-from dispatcher.notifications import Notifications
+from dispatcher.bootstrap import bootstrap
 from dispatcher.order_events import MalformedEvent, parse
-from dispatcher.services import Dispatch
 from dispatcher.worker import Worker
-from pushbox_core.mysql import Database
-from pushbox_core.rabbit import Rabbit
-from pushbox_core.redis_client import connect
-from pushbox_core.signals import Signals
 from tests.support import eventually, new_app, register, take_all
 from tests.tcp_proxy import TcpProxy
 
@@ -117,24 +111,9 @@ def test_worker_survives_a_broker_outage(client, settings, names, rabbit_channel
         redis_prefix=settings.namespace + "w",
         orders_exchange=settings.orders_exchange + "w",
     )
-    from pushbox_core.names import Names
-
-    wnames = Names(flaky.namespace, flaky.redis_prefix)
-    db = Database.from_settings(flaky)
-    rabbit = Rabbit(flaky.rabbitmq_url)
-    store, notes = Store(db), Notifications(db)
-    worker = Worker(
-        flaky,
-        Dispatch(
-            store,
-            notes,
-            rabbit,
-            Topology(rabbit, wnames, flaky),
-            wnames,
-            Signals(connect(flaky.redis_url), wnames, "test-worker"),
-        ),
-        notes,
-    )
+    pushbox = bootstrap(flaky, role="test-worker")
+    wnames, store, rabbit = pushbox.names, pushbox.store, pushbox.rabbit
+    worker = Worker(flaky, pushbox.dispatch, pushbox.notifications)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -155,7 +134,7 @@ def test_worker_survives_a_broker_outage(client, settings, names, rabbit_channel
         worker.stop()
         thread.join(5)
         proxy.close()
-        rabbit.close()
+        pushbox.close()
         for q in (
             *wnames.device_queues(device.id),
             wnames.order_events_queue,

@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from device_registry.services import create_app
+from device_registry.services import add_app
 from device_registry.store import Store
 from dispatcher import messages
+from dispatcher.delivery.tally import Tally
 from dispatcher.messages import Content, Target
-from dispatcher.notifications import Notifications, Tally
+from dispatcher.notifications import Notifications
 from pushbox_core.mysql import Database
 from tests.support import eventually
 from tests.tcp_proxy import TcpProxy
@@ -34,7 +35,7 @@ def counted(client, settings) -> Iterator[Counted]:
     """Two notifications recorded in a new app, nothing counted yet."""
     db = Database.from_settings(settings)
     notes = Notifications(db)
-    app_id = create_app("tally", store=Store(db)).app.id
+    app_id = add_app("tally", store=Store(db)).app.id
     sent = [messages.build("broadcast", Content(title=f"t{i}")) for i in range(2)]
     for m in sent:
         notes.record(app_id, m, Target("app"), 3)

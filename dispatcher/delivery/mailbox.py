@@ -16,13 +16,14 @@ the device's consumers open, with room for one more batch, so the broker sends t
 next batch while this one travels to the phone and the next sync comes back; the
 owning thread decodes it meanwhile, and the next sync acks and answers from memory.
 What was read ahead and not returned is held like the rest (unacked, back to the queue
-if the process dies or lets go). The broker flags it redelivered when it comes back; a
-process that lets go tells the next one which ids the device never saw (`unreturned`).
-Two cases still raise that false alarm (the SDK dedupes by id either way): a process
-that died, and deliveries in flight when a consumer is closed (pika hands them back).
-A sync that finds the device caught up closes the consumers; a lane with a few
-messages or none is read by basic.get and never gets one; and an actor reads ahead for
-at most READING_MAX devices at a time, which bounds the memory it holds.
+if the process dies or lets go, then flagged redelivered by the broker: a false alarm
+the SDK's dedupe absorbs; see docs/delivery.md). A sync that finds the device caught up
+closes the consumers; a lane with a few messages or none is read by basic.get and
+never gets one; and an actor reads ahead for at most READING_MAX devices at a time,
+which bounds the memory it holds.
+
+What to return, ack or drop is decided by the pure functions of `decisions.py`; this
+module does it on the broker.
 
 pika's BlockingConnection is not thread-safe, so one thread (a greenlet under gevent)
 owns each holding connection and runs every job on it, one at a time; a process has a
@@ -47,6 +48,14 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import AMQPError, ChannelClosedByBroker
 
+from dispatcher.delivery.decisions import (
+    Settlement,
+    Taken,
+    ack_frames,
+    decide,
+    split_held,
+    take_fresh,
+)
 from pushbox_core.errors import BrokerUnavailable, DeviceNotFound
 from pushbox_core.names import LANES, Names
 from pushbox_core.rabbit import CONNECTION_ERRORS, connection_params
@@ -66,34 +75,13 @@ EXPIRE_EVERY_S = 1.0
 
 
 @dataclass
-class Taken:
-    """A message as delivered to us."""
-
-    id: str
-    lane: str
-    tag: int
-    redelivered: bool
-    body: bytes
-    collapse_key: str | None
-    created_ms: int
-    expires_ms: int | None
-
-    def wire(self) -> bytes:
-        """The stored JSON with `redelivered` added, without decoding it."""
-        flag = b"true" if self.redelivered else b"false"
-        return self.body[:-1] + b',"redelivered":' + flag + b"}"
-
-
-@dataclass
 class Holding:
     channel: BlockingChannel
     held: list[Taken] = field(default_factory=list)  # returned to the device, not acked
     # per lane, from the head of its queue: delivered to us, not returned yet
     ahead: dict[str, list[Taken]] = field(default_factory=lambda: {lane: [] for lane in LANES})
     consumers: dict[str, tuple[str, int]] = field(default_factory=dict)  # lane: (tag, window)
-    # ids a previous holder read ahead and never returned: not redelivered for the device
-    unreturned: set[str] = field(default_factory=set)
-    acked_floor: int = 0  # every delivery tag up to this one is acked (see ack_by_tag)
+    acked_floor: int = 0  # every delivery tag up to this one is acked (see decisions.ack_frames)
     acked_above: set[int] = field(default_factory=set)  # tags acked one by one past it
     used_at: float = field(default_factory=time.monotonic)
 
@@ -101,15 +89,15 @@ class Holding:
         return len(self.held) + sum(len(a) for a in self.ahead.values())
 
     def ack(self, tags: list[int]) -> None:
-        """Ack these delivery tags in as few frames as is safe (see ack_by_tag)."""
+        """Ack these delivery tags in as few frames as is safe (see decisions.ack_frames)."""
         if not tags:
             return
-        floor = ack_by_tag(self.channel, tags, self.acked_floor, self.acked_above)
-        self.acked_above.update(t for t in tags if t > floor)
-        while floor + 1 in self.acked_above:
-            floor += 1
-            self.acked_above.discard(floor)
-        self.acked_floor = floor
+        frames = ack_frames(tags, self.acked_floor, self.acked_above)
+        if frames.multiple_to:
+            self.channel.basic_ack(frames.multiple_to, multiple=True)
+        for tag in frames.singles:
+            self.channel.basic_ack(tag)
+        self.acked_floor, self.acked_above = frames.floor, frames.above
 
 
 Settled = Callable[[dict[str, list[str]]], None]  # ids by counter: acked, collapsed, expired
@@ -136,17 +124,20 @@ class Mailbox:
     device's broker round trips don't make every other device wait."""
 
     def __init__(
-        self, url: str, names: Names, *, connections: int = 4, name: str = "pushbox-mailbox"
+        self,
+        url: str,
+        names: Names,
+        *,
+        on_released: Callable[[str], None],
+        connections: int = 4,
+        name: str = "pushbox-mailbox",
     ):
-        self._actors = [_Actor(url, names, name=f"{name}-{i}") for i in range(connections)]
-        # (device id, ids read ahead and never returned): another process serves it now
-        self.on_released: Callable[[str, list[str]], None] | None = None
-        for actor in self._actors:
-            actor.on_released = self._released
-
-    def _released(self, device_id: str, unreturned: list[str]) -> None:
-        if self.on_released is not None:
-            self.on_released(device_id, unreturned)
+        """`on_released(device_id)`: this process let go of a device's messages because
+        another process asked (it may read them now)."""
+        self._actors = [
+            _Actor(url, names, on_released=on_released, name=f"{name}-{i}")
+            for i in range(connections)
+        ]
 
     def _actor(self, device_id: str) -> _Actor:
         return self._actors[zlib.crc32(device_id.encode()) % len(self._actors)]
@@ -156,15 +147,12 @@ class Mailbox:
         device_id: str,
         ack: list[str],
         max_n: int,
-        unreturned: set[str] | None = None,
         on_settled: Settled | None = None,
     ) -> list[Taken]:
-        """`unreturned`: ids a previous holder read ahead and never gave the device; they
-        come back flagged redelivered by the broker, and are not. `on_settled`: told the
-        ids this sync acked, collapsed or expired (by counter) on the owning thread as
-        soon as their acks are written, so that they count even if the sync then fails
-        or its caller stopped waiting for it."""
-        return self._actor(device_id).sync(device_id, ack, max_n, unreturned or set(), on_settled)
+        """`on_settled`: told the ids this sync acked, collapsed or expired (by counter)
+        on the owning thread as soon as their acks are written, so that they count even
+        if the sync then fails or its caller stopped waiting for it."""
+        return self._actor(device_id).sync(device_id, ack, max_n, on_settled)
 
     def release(self, device_id: str) -> None:
         """Put back what is held for this device (another process will serve it)."""
@@ -183,7 +171,7 @@ class Mailbox:
 
 
 class _Actor:
-    def __init__(self, url: str, names: Names, *, name: str):
+    def __init__(self, url: str, names: Names, *, on_released: Callable[[str], None], name: str):
         self._params = connection_params(url, name=name, heartbeat_s=60)  # its loop beats
         self.names = names
         self._name = name
@@ -194,7 +182,7 @@ class _Actor:
         self._holdings: dict[str, Holding] = {}
         self._reading: set[str] = set()  # devices whose consumers are open (reading ahead)
         self._expired_at = 0.0
-        self.on_released: Callable[[str, list[str]], None] | None = None
+        self._on_released = on_released
 
     # ---- called from other threads
     def sync(
@@ -202,12 +190,9 @@ class _Actor:
         device_id: str,
         ack: list[str],
         max_n: int,
-        unreturned: set[str],
         on_settled: Settled | None,
     ) -> list[Taken]:
         def job() -> list[Taken]:
-            if unreturned:
-                self._holding(device_id).unreturned |= unreturned
             try:
                 return self._sync(device_id, set(ack), max_n, on_settled)
             except BaseException:
@@ -331,11 +316,8 @@ class _Actor:
                 h.channel.close()  # unacked deliveries go back to their queues
 
     def _release(self, device_id: str) -> None:
-        h = self._holdings.get(device_id)
-        unreturned = [t.id for a in h.ahead.values() for t in a] if h is not None else []
         self._let_go(device_id)
-        if self.on_released is not None:
-            self.on_released(device_id, unreturned)
+        self._on_released(device_id)
 
     def _expire_holdings(self) -> None:
         now = time.monotonic()
@@ -351,31 +333,16 @@ class _Actor:
         self, device_id: str, ack: set[str], max_n: int, on_settled: Settled | None
     ) -> list[Taken]:
         h = self._holding(device_id)
-        ack_tags: list[int] = []
-        acked: list[str] = []
-
-        def settle(t: Taken, into: list[str]) -> None:
-            ack_tags.append(t.tag)
-            into.append(t.id)
-
-        held = []
-        for t in h.held:
-            if t.id in ack:
-                settle(t, acked)
-            else:
-                t.redelivered = True  # it was given out before
-                held.append(t)
-        unknown = ack - set(acked)  # acked, but not held here: maybe let go by another
-        reported = 0  # of `acked`, handed to on_settled already
+        acked, held, unknown = split_held(h.held, ack)  # unknown: maybe let go by another
+        settled = Settlement(acked=acked)
         if h.consumers:
             # reading ahead: ack now, before reading, to free the consumers' window, so
             # the broker sends what was not read ahead while this sync waits for it
-            h.ack(ack_tags)
-            ack_tags.clear()
-            if on_settled is not None and acked:  # counted now: the read may yet fail
-                on_settled({"acked": list(dict.fromkeys(acked))})
-            reported = len(acked)
-        lanes: dict[str, list[Taken]] = {}
+            tags, ids = settled.settle_early()
+            h.ack(tags)
+            if on_settled is not None and ids:  # counted now: the read may yet fail
+                on_settled({"acked": ids})
+        lanes: list[list[Taken]] = []
         budget = max_n
         try:
             for lane in LANES:
@@ -383,60 +350,20 @@ class _Actor:
                 budget -= len(mine)
                 want = max(budget, 0)
                 self._read(h, device_id, lane, want + len(unknown), len(mine), max_n)
-                fresh: list[Taken] = []
-                rest: list[Taken] = []
-                for t in h.ahead[lane]:
-                    if t.id in unknown:
-                        settle(t, acked)
-                        unknown.discard(t.id)
-                    elif len(fresh) < want:
-                        fresh.append(t)
-                    else:
-                        rest.append(t)  # read ahead: the next sync's
-                h.ahead[lane] = rest
+                found, fresh, h.ahead[lane] = take_fresh(h.ahead[lane], unknown, want)
+                settled.acked += found
                 budget -= len(fresh)
-                lanes[lane] = mine + fresh
+                lanes.append(mine + fresh)
         except ChannelClosedByBroker as e:
             self._holdings.pop(device_id, None)
             if e.reply_code == 404:
                 raise DeviceNotFound("this device is no longer registered") from None
             raise BrokerUnavailable(str(e)) from None
 
-        now_ms = int(time.time() * 1000)
-        expired: list[str] = []
-        collapsed: list[str] = []
-        copies: list[str] = []  # acked, never counted nor returned
-        live = []
-        # one id can sit in a queue more than once (a publish whose confirm was lost and
-        # that was sent again under its id): the device gets and counts it once
-        ids = set(acked)
-        for t in lanes[LANES[0]] + lanes[LANES[1]]:
-            if t.id in ids:
-                settle(t, copies)
-            elif t.expires_ms is not None and t.expires_ms <= now_ms:
-                settle(t, expired)
-            else:
-                live.append(t)
-            ids.add(t.id)
-        newest: dict[str, Taken] = {}
-        for t in live:
-            if t.collapse_key:
-                seen = newest.get(t.collapse_key)
-                if seen is None or (t.created_ms, t.tag) > (seen.created_ms, seen.tag):
-                    newest[t.collapse_key] = t
-        kept = []
-        for t in live:
-            given_before = t.redelivered  # the app has it already: not a collapse
-            if t.collapse_key and newest[t.collapse_key] is not t and not given_before:
-                settle(t, collapsed)
-            else:
-                kept.append(t)
-
-        h.ack(ack_tags)
+        kept = decide(lanes, int(time.time() * 1000), settled)
+        h.ack(settled.tags())
         if on_settled is not None:
-            early = set(acked[:reported])
-            late = [i for i in dict.fromkeys(acked[reported:]) if i not in early]
-            on_settled({"acked": late, "collapsed": collapsed, "expired": expired})
+            on_settled(settled.counts())
         h.held = kept
         caught_up = max_n == 0 or len(kept) < max_n
         if caught_up or len(self._reading) > READING_MAX:  # nothing to read ahead, or no room
@@ -470,7 +397,7 @@ class _Actor:
                 method, props, body = ch.basic_get(queue_name)
                 if method is None:
                     return  # the lane is empty
-                ahead.append(self._taken(h, lane, method, props, body))
+                ahead.append(taken(lane, method, props, body))
                 ready = method.message_count
                 if ready == 0 or len(ahead) >= need:
                     return
@@ -503,29 +430,9 @@ class _Actor:
 
     def _on_delivery(self, h: Holding, lane: str) -> Callable[..., None]:
         def on_message(_ch, method, props, body) -> None:
-            h.ahead[lane].append(self._taken(h, lane, method, props, body))
+            h.ahead[lane].append(taken(lane, method, props, body))
 
         return on_message
-
-    @staticmethod
-    def _taken(
-        h: Holding, lane: str, method: Any, props: pika.BasicProperties, body: bytes
-    ) -> Taken:
-        message_id = props.message_id or ""
-        redelivered = bool(method.redelivered)
-        if redelivered and message_id in h.unreturned:  # read ahead elsewhere, never given
-            h.unreturned.discard(message_id)
-            redelivered = False
-        return Taken(
-            id=message_id,
-            lane=lane,
-            tag=method.delivery_tag,
-            redelivered=redelivered,
-            body=body,
-            collapse_key=_header(props, "collapse_key"),
-            created_ms=_int_header(props, "created_ms") or 0,
-            expires_ms=_int_header(props, "expires_ms"),
-        )
 
     def _stop_reading(self, device_id: str, h: Holding) -> None:
         """Close the device's consumers; what they delivered stays ahead (the head of
@@ -542,25 +449,15 @@ class _Actor:
         h.channel.basic_cancel(tag)  # deliveries not yet handed to us go back, redelivered
 
 
-def ack_by_tag(ch: Any, tags: list[int], floor: int = 0, acked: set[int] | None = None) -> int:
-    """Ack delivery tags in as few frames as is safe; returns the new floor.
-
-    Tags on a channel count up by one with every delivery (consumed or got). `floor`:
-    every tag up to it is acked; `acked`: tags past it acked one by one before. One
-    `multiple` frame covers the run of tags from floor + 1 that are all acked now or
-    before, up to the last one acked now; a tag missing from the run is a delivery this
-    process has not seen (pika may hold it undispatched while a basic.get waits), which
-    `multiple` would ack unseen, so the run stops there and the rest go one by one."""
-    to_ack = set(tags)
-    done = acked or set()
-    end = run = floor
-    while run + 1 in to_ack or run + 1 in done:
-        run += 1
-        if run in to_ack:
-            end = run
-    if end > floor:
-        ch.basic_ack(end, multiple=True)
-    for tag in sorted(to_ack):
-        if tag > end:
-            ch.basic_ack(tag)
-    return end
+def taken(lane: str, method: Any, props: pika.BasicProperties, body: bytes) -> Taken:
+    """A delivery (basic.get or consumed) as the decisions see it."""
+    return Taken(
+        id=props.message_id or "",
+        lane=lane,
+        tag=method.delivery_tag,
+        redelivered=bool(method.redelivered),
+        body=body,
+        collapse_key=_header(props, "collapse_key"),
+        created_ms=_int_header(props, "created_ms") or 0,
+        expires_ms=_int_header(props, "expires_ms"),
+    )

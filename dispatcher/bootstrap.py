@@ -1,0 +1,102 @@
+"""The composition root: every collaborator a Pushbox process needs, built in one place
+and wired at construction. The API (create_app), the dispatcher worker, the reconciler
+and the tests all call `bootstrap`; a new worker process is a few lines on top of it.
+
+Nothing connects here: connections open on first use (gunicorn may fork after this),
+so a process pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+import redis
+
+from device_registry.sessions import Sessions
+from device_registry.store import Store
+from device_registry.topology import Topology
+from dispatcher.delivery.holders import Holders
+from dispatcher.delivery.mailbox import Mailbox
+from dispatcher.delivery.signals import Listener, Signals
+from dispatcher.delivery.sync import Delivery
+from dispatcher.delivery.tally import Tally
+from dispatcher.notifications import Notifications
+from dispatcher.services import Dispatch
+from pushbox_core.idempotency import Idempotency
+from pushbox_core.mysql import Database
+from pushbox_core.names import Names
+from pushbox_core.rabbit import Rabbit
+from pushbox_core.rate_limits import RateLimiter
+from pushbox_core.redis_client import connect
+from pushbox_core.settings import Settings
+
+
+@dataclass
+class Pushbox:
+    settings: Settings
+    names: Names
+    db: Database
+    rabbit: Rabbit
+    redis: redis.Redis
+    store: Store
+    topology: Topology
+    sessions: Sessions
+    notifications: Notifications
+    tally: Tally
+    dispatch: Dispatch
+    delivery: Delivery
+    limiter: RateLimiter
+    idempotency: Idempotency
+
+    def close(self) -> None:
+        """Send what waits in the batchers, then close every connection."""
+        self.tally.flush()
+        self.delivery.signals.close()
+        self.delivery.listener.close()
+        self.delivery.mailbox.close()
+        self.limiter.close()
+        self.store.close()
+        self.notifications.close()
+        self.rabbit.close()
+        self.db.close()
+        self.redis.close()
+
+
+def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = None) -> Pushbox:
+    """`role` names the process's broker connections for operators (api, dispatcher,
+    reconciler, ...); `instance` names it among every process for hand-overs."""
+    names = Names(settings.namespace, settings.redis_prefix)
+    db = Database.from_settings(settings)
+    rabbit = Rabbit(settings.rabbitmq_url, name=f"pushbox-{role}")
+    client = connect(settings.redis_url)
+    store = Store(db)
+    topology = Topology(rabbit, names, settings)
+    notifications = Notifications(db)
+    signals = Signals(client, names)
+    mailbox = Mailbox(settings.rabbitmq_url, names, on_released=signals.released)
+    listener = Listener(client, names, instance or instance_name(role), on_release=mailbox.release)
+    return Pushbox(
+        settings=settings,
+        names=names,
+        db=db,
+        rabbit=rabbit,
+        redis=client,
+        store=store,
+        topology=topology,
+        sessions=Sessions(client, names, settings.session_ttl_s),
+        notifications=notifications,
+        tally=Tally(notifications),
+        dispatch=Dispatch(store, notifications, rabbit, topology, names, signals),
+        delivery=Delivery(mailbox, signals, listener, Holders(client, names)),
+        limiter=RateLimiter(client, names),
+        idempotency=Idempotency(client, names),
+    )
+
+
+def instance_name(role: str) -> str:
+    """This process among every Pushbox process: for hand-overs between them."""
+    base = os.environ.get("PUSH_INSTANCE_NAME") or f"{role}@{socket.gethostname()}"
+    return f"{base}:{os.getpid()}:{secrets.token_hex(3)}"
