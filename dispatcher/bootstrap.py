@@ -91,7 +91,7 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         tally=Tally(notifications),
         dispatch=Dispatch(store, notifications, rabbit, topology, names, signals),
         delivery=Delivery(mailbox, signals, listener, Holders(client, names)),
-        limiter=RateLimiter(client, names),
+        limiter=RateLimiter(client, names, settings),
         idempotency=Idempotency(client, names),
     )
 

@@ -4,6 +4,8 @@ A missing or unknown token is 401; a valid token used outside its scope is 403."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import request
 
 from device_registry import services
@@ -12,7 +14,6 @@ from device_registry.store import App
 from push_api.deps import deps
 from pushbox_core.errors import Forbidden, Unauthorized
 from pushbox_core.keys import same_key
-from pushbox_core.rate_limits import Limit
 
 SERVER_KEY_PREFIX = "sk_"
 SESSION_TOKEN_PREFIX = "st_"
@@ -53,36 +54,37 @@ def require_admin() -> None:
 
 
 def require_server_key() -> App:
-    token = bearer()
-    if token.startswith(SERVER_KEY_PREFIX):
-        d = deps()
-        app = services.app_for_server_key(token, store=d.store)
-        if app is None:
-            raise Unauthorized("unknown server key")
-        s = d.settings
-        limit = Limit("server key", s.rate_server_key_per_s, s.rate_server_key_burst)
-        d.limiter.check(limit, app.id)
-        return app
-    raise Forbidden(f"this call needs an app's server key, not a {_scope_of(token)}")
+    """The calling app's server, counted against the server key's rate limit."""
+    token = _scoped(SERVER_KEY_PREFIX, "an app's server key")
+    d = deps()
+    app = services.app_for_server_key(token, store=d.store)
+    if app is None:
+        raise Unauthorized("unknown server key")
+    d.limiter.check(d.limiter.server_key, app.id)
+    return app
 
 
 def require_device() -> Session:
     """The calling device's session, counted against the device's rate limit."""
+    token = _scoped(SESSION_TOKEN_PREFIX, "a device session token")
+    d = deps()
+    session = services.authenticate_device(token, sessions=d.sessions)
+    d.sessions.seen(session.device_id)
+    d.limiter.check(d.limiter.device, session.device_id)
+    return session
+
+
+def _scoped(prefix: str, needed: str) -> str:
+    """The bearer token, if it is of the kind a call needs (by its prefix); else 403
+    naming what it is (checked first: an unknown token is 401)."""
     token = bearer()
-    if token.startswith(SESSION_TOKEN_PREFIX):
-        d = deps()
-        session = services.authenticate_device(token, sessions=d.sessions)
-        d.sessions.seen(session.device_id)
-        s = d.settings
-        limit = Limit("device", s.rate_device_per_s, s.rate_device_burst)
-        d.limiter.check(limit, session.device_id)
-        return session
-    raise Forbidden(f"this call needs a device session token, not a {_scope_of(token)}")
+    if not token.startswith(prefix):
+        raise Forbidden(f"this call needs {needed}, not a {_scope_of(token)}")
+    return token
 
 
 def limit_by_address(kind: str) -> None:
     """Calls made without credentials are limited by client address (the registration
-    limit: many phones may share a carrier's address)."""
-    s = deps().settings
-    limit = Limit(kind, s.rate_registration_per_s, s.rate_registration_burst)
-    deps().limiter.check(limit, request.remote_addr or "unknown")
+    limit: many phones may share a carrier's address); `kind` keeps one budget a call."""
+    limiter = deps().limiter
+    limiter.check(replace(limiter.address, kind=kind), request.remote_addr or "unknown")

@@ -14,6 +14,7 @@ import redis
 from pushbox_core.errors import RateLimited
 from pushbox_core.names import Names
 from pushbox_core.redis_client import SharedPipeline, redis_errors
+from pushbox_core.settings import Settings
 
 TAKE_TOKEN = """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -39,8 +40,14 @@ class Limit:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, names: Names):
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings):
         self.names = names
+        # the limits Pushbox applies, each from its settings (PUSH_RATE_*)
+        s = settings
+        self.device = Limit("device", s.rate_device_per_s, s.rate_device_burst)
+        self.server_key = Limit("server key", s.rate_server_key_per_s, s.rate_server_key_burst)
+        # calls without credentials (registration, sessions), by client address
+        self.address = Limit("address", s.rate_registration_per_s, s.rate_registration_burst)
         self._client = client
         self._pipeline = SharedPipeline(client, name="rate-limits")
         self._sha = client.register_script(TAKE_TOKEN).sha

@@ -180,9 +180,7 @@ messages = st.lists(
 
 
 @given(messages, st.integers(0, 10))
-def test_every_message_is_either_returned_or_settled_once_and_returned_ones_are_live(
-    taken, now_ms
-):
+def test_every_message_is_either_returned_or_settled_once_and_returned_ones_are_live(taken, now_ms):
     s = Settlement()
     high = [t for t in taken if t.lane == "high"]
     normal = [t for t in taken if t.lane == "normal"]
