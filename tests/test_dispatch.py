@@ -11,7 +11,7 @@ import pytest
 
 from push_api.app import create_app
 from pushbox_core import publisher as publisher_module
-from tests.support import bearer, eventually, new_app, register, take_all
+from tests.support import bearer, device_session, eventually, new_app, register, take_all
 from tests.tcp_proxy import TcpProxy
 
 
@@ -142,14 +142,22 @@ def test_a_device_whose_queue_vanished_gets_it_back_and_the_message(
     assert [m["id"] for m in take_all(rabbit_channel, names, device_id)] == [body["id"]]
 
 
-def test_order_updates_overtake_promos_in_their_own_lane(client, settings, names, rabbit_channel):
+def test_order_updates_overtake_promos_in_their_own_lane(client, settings):
+    """Promos first, then an order update: the device's own sync returns the order
+    update ahead of them, and the promos after it in the order they were sent. The
+    first sync has room for two of the four, so the order update must win the room
+    (the high lane is read first) and come first in the answer."""
     shop = new_app(client, settings)
-    device_id = register(client, shop, user_id="olga")[1]["device_id"]
+    _, _, headers = device_session(client, shop, user_id="olga")
     promos = [
         send(client, shop, "/v1/broadcasts", {"title": f"promo {i}"})[1]["id"] for i in range(3)
     ]
     order = send(client, shop, "/v1/notifications", {"to": {"user_id": "olga"}})[1]["id"]
-    assert [m["id"] for m in take_all(rabbit_channel, names, device_id)] == [order, *promos]
+    r = client.post("/v1/device/sync", json={"max": 2}, headers=headers)
+    assert r.status_code == 200
+    assert [m["id"] for m in r.get_json()["messages"]] == [order, promos[0]]
+    r = client.post("/v1/device/sync", json={"ack": [order, promos[0]]}, headers=headers)
+    assert [m["id"] for m in r.get_json()["messages"]] == promos[1:]
 
 
 def test_full_backlog_drops_oldest_promos_keeps_order_updates_and_counts(

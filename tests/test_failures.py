@@ -49,8 +49,12 @@ def test_unknown_path_is_json_404(client):
 
 
 def test_broker_down_during_registration_is_503_and_registers_nothing(
-    client, settings, names, broker_proxy, app
+    client, settings, broker_proxy, app
 ):
+    """MySQL is up and the broker link is cut, so the registration gets as far as its
+    row (written first, as pending) and no further: 503 with Retry-After, and the row
+    stays invisible (no target for a send, not counted by a broadcast). Sending the
+    registration again activates that same row."""
     shop = new_app(client, settings)
     cut_app = proxied_app(
         settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{broker_proxy.port}/%2F"
@@ -60,26 +64,37 @@ def test_broker_down_during_registration_is_503_and_registers_nothing(
     assert register(cut, shop, "warm-up")[0] == 201
     broker_proxy.cut()
 
-    status, body = register(cut, shop, "during-outage", user_id="u1")
-    assert status == 503
+    r = cut.post(
+        "/v1/devices",
+        json={"installation_id": "during-outage", "platform": "android", "user_id": "u1"},
+        headers={"X-App-Key": shop["app_key"]},
+    )
+    assert r.status_code == 503
+    assert int(r.headers.get("Retry-After", 0)) >= 1
+    body = r.get_json()
     assert "message broker" in body["message"]
-    assert "Traceback" not in str(body)
+    assert "Traceback" not in str(body) and "device_secret" not in body
     db = app.extensions["pushbox"].db
     row = db.query_one(
         "SELECT id, status FROM devices WHERE app_id = %s AND installation_id = %s",
         (shop["id"], "during-outage"),
     )
-    assert row is None or row["status"] == "pending"  # invisible: no session, no sends
-    if row is not None:
-        r = client.post("/v1/sessions", json={"device_id": str(row["id"]), "device_secret": "x"})
-        assert r.status_code == 401
+    assert row is not None and row["status"] == "pending"
+    device_id = str(row["id"])
+    auth = bearer(shop["server_key"])
+    for to in ({"device_id": device_id}, {"user_id": "u1"}):
+        r = client.post("/v1/notifications", json={"to": to}, headers=auth)
+        assert r.status_code == 404, to
+    r = client.post("/v1/broadcasts", json={"title": "sale"}, headers=auth)
+    assert r.get_json()["targets"] == 1  # the warm-up device only
 
     broker_proxy.restore()
     status, body = register(cut, shop, "during-outage", user_id="u1")
     assert status == 201  # the retry finishes the registration, same row
-    if row is not None:
-        assert body["device_id"] == str(row["id"])
+    assert body["device_id"] == device_id
     assert client.post("/v1/sessions", json=body).status_code == 201
+    r = client.post("/v1/notifications", json={"to": {"user_id": "u1"}}, headers=auth)
+    assert r.status_code == 202 and r.get_json()["targets"] == 1
     cut_app.extensions["pushbox"].close()
 
 

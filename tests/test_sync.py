@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import replace
 
 import pika
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from dispatcher import messages as msgs
 from dispatcher.delivery.tally import TALLY_FLUSH_S
@@ -128,6 +126,10 @@ def test_order_updates_first_then_promos_in_send_order_after_long_offline(
 
 
 def test_long_poll_wakes_on_a_targeted_send_and_on_a_broadcast(http, stack, shop, backend):
+    """A sync whose wait runs out answers with what it read before waiting (nothing
+    here), so the message in its answer, while the wait is far from over, is the
+    wake-up. The test gives up on it long before the wait would end."""
+    wait_s, give_up_s = 30, 10
     p = phone(stack, shop)
     for send in (
         lambda: backend.notify({"device_id": p.device_id}),
@@ -136,17 +138,18 @@ def test_long_poll_wakes_on_a_targeted_send_and_on_a_broadcast(http, stack, shop
         result: dict = {}
 
         def waiting(out=result) -> None:
-            started = time.monotonic()
-            out["messages"] = raw_sync(http, stack.base, p.token, ack=p.state.to_ack, wait=25)
-            out["seconds"] = time.monotonic() - started
+            with requests.Session() as own:
+                out["messages"] = raw_sync(
+                    own, stack.base, p.token, ack=p.state.to_ack, wait=wait_s
+                )
 
-        t = threading.Thread(target=waiting)
+        t = threading.Thread(target=waiting, daemon=True)
         t.start()
         time.sleep(0.5)  # let it wait
         sent = send()
-        t.join(30)
+        t.join(give_up_s)
+        assert not t.is_alive(), f"the waiting sync was not woken (its wait is {wait_s} s)"
         assert [m["id"] for m in result["messages"]] == [sent]
-        assert result["seconds"] < 20  # woken, not timed out
         p.state.to_ack = [sent]
 
 
@@ -255,59 +258,6 @@ def test_the_sdk_dedupes_across_restarts(tmp_path, http, stack, shop, backend):
     assert again.sync() == [] and again.device()["pending"] == 0
 
 
-def test_device_rate_limit_answers_429_and_the_sdk_waits(settings, shop):
-    limited = create_app(replace(settings, rate_device_per_s=1, rate_device_burst=2))
-    server = make_server("127.0.0.1", 0, limited, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    try:
-        slept: list[float] = []
-
-        def sleep(seconds: float) -> None:
-            slept.append(seconds)
-            time.sleep(seconds)
-
-        p = Phone(base, shop["app_key"], sleep=sleep)
-        p.open_session()
-        codes = [
-            requests.post(f"{base}/v1/device/sync", json={}, headers=bearer(p.token))
-            for _ in range(3)
-        ]
-        assert [r.status_code for r in codes][:1] == [200]
-        refused = [r for r in codes if r.status_code == 429]
-        assert refused, [r.status_code for r in codes]
-        assert int(refused[0].headers["Retry-After"]) >= 1
-        assert "rate limit" in refused[0].json()["message"]
-        p.sync()  # the bucket is still empty: the SDK waits as told, then succeeds
-        assert slept and slept[0] >= 1
-    finally:
-        server.shutdown()
-        limited.extensions["pushbox"].close()
-
-
-def test_registration_rate_limit_per_address(settings, shop):
-    limited = create_app(replace(settings, rate_registration_per_s=1, rate_registration_burst=3))
-    c = limited.test_client()
-    codes = [
-        c.post(
-            "/v1/devices",
-            json={"installation_id": uuid.uuid4().hex, "platform": "ios"},
-            headers={"X-App-Key": shop["app_key"]},
-            environ_base={"REMOTE_ADDR": "203.0.113.9"},
-        ).status_code
-        for _ in range(5)
-    ]
-    assert codes[:3] == [201, 201, 201] and 429 in codes[3:]
-    other = c.post(
-        "/v1/devices",
-        json={"installation_id": "x", "platform": "ios"},
-        headers={"X-App-Key": shop["app_key"]},
-        environ_base={"REMOTE_ADDR": "198.51.100.7"},
-    )
-    assert other.status_code == 201
-    limited.extensions["pushbox"].close()
-
-
 def test_get_device_counts_pending_including_held(http, stack, shop, backend):
     p = phone(stack, shop)
     for i in range(3):
@@ -361,22 +311,6 @@ def test_a_holder_that_does_not_let_go_makes_sync_answer_503(
         mute.close()
     # the holder key now names the instance that answered: the retry goes through
     assert len(raw_sync(http, stack.base, p.token)) == 1
-
-
-def test_failed_session_attempts_do_not_spend_the_devices_budget(settings, shop):
-    limited = create_app(replace(settings, rate_device_per_s=1, rate_device_burst=2))
-    c = limited.test_client()
-    reg = c.post(
-        "/v1/devices",
-        json={"installation_id": uuid.uuid4().hex, "platform": "ios"},
-        headers={"X-App-Key": shop["app_key"]},
-    ).get_json()
-    for _ in range(5):
-        wrong = {**reg, "device_secret": "ds_guess"}
-        assert c.post("/v1/sessions", json=wrong).status_code == 401
-    token = c.post("/v1/sessions", json=reg).get_json()["session_token"]
-    assert c.post("/v1/device/sync", json={}, headers=bearer(token)).status_code == 200
-    limited.extensions["pushbox"].close()
 
 
 def test_what_was_read_ahead_follows_the_device_to_another_instance(http, stack, shop, backend):
