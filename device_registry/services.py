@@ -53,6 +53,7 @@ class DeviceView:
     device: Device
     pending: int
     presence: Presence
+    connected: bool = False  # waiting in a sync or streaming (dispatcher/delivery)
 
 
 def add_app(name: str, *, store: Store) -> NewApp:
@@ -92,7 +93,7 @@ def register_device(
             assert existing is not None
         else:
             topology.ensure_device(Route(device_id, app.id, values["user_id"], tuple(topics)))
-            store.save_device(device_id, {}, None, status="active")
+            store.save_device(device_id, _push_token(req.values), None, status="active")
             return Registration(_must(store, device_id), secret, existed=False)
     return _register_again(existing, req, secret, store=store, topology=topology, sessions=sessions)
 
@@ -107,9 +108,11 @@ def _register_again(
     starts_over = old.status in ("pending", "deleted")
     if starts_over:
         values = {f: req.values.get(f) for f in DEVICE_FIELDS}
+        values["push_token"] = req.values.get("push_token")
         topics = tuple(req.topics or ())
     else:
         values = {f: req.values.get(f, getattr(old, f)) for f in DEVICE_FIELDS}
+        values.update(_push_token(req.values))
         topics = old.topics if req.topics is None else tuple(req.topics)
     new_route = Route(old.id, old.app_id, values["user_id"], topics)
     topology.ensure_device(new_route)  # re-creates expired queues, adds new bindings
@@ -124,6 +127,11 @@ def _register_again(
         _drop_bindings(topology, old.id, route_of(old).direct_keys() - new_route.direct_keys())
     sessions.revoke_all(old.id)  # whoever registered again holds the only secret now
     return Registration(_must(store, old.id), secret, existed=not starts_over)
+
+
+def _push_token(values: dict) -> dict:
+    """The push token a request sent (a PushToken, or None to remove it), if it did."""
+    return {"push_token": values["push_token"]} if "push_token" in values else {}
 
 
 def open_session(device_id: str, secret: str, *, store: Store, sessions: Sessions) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pushbox_core.errors import DatabaseUnavailable
 from pushbox_core.mysql import Database
 
 DEVICE_FIELDS = ("platform", "user_id", "locale", "app_version")
+PROVIDERS = ("fcm", "apns")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,30 @@ class App:
     id: str
     name: str
     created_at: datetime
+    marketing_cap_per_day: int | None = None
+    push_content: str = "inline"  # inline | private
+
+
+@dataclass(frozen=True)
+class PushToken:
+    """A device's platform push token, as the device sent it."""
+
+    provider: str  # fcm | apns
+    token: str
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An app's credentials for one platform: `public` is what may be shown; `sealed`
+    the private key, encrypted (pushbox_core.sealing)."""
+
+    app_id: str
+    provider: str
+    public: dict
+    sealed: str
+    status: str  # active | rejected
+    rejected_reason: str | None
+    rejected_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,11 @@ class Device:
     created_at: datetime
     updated_at: datetime
     last_active_at: datetime
+    push_provider: str | None = None
+    push_token: str | None = None
+    push_status: str | None = None  # active | invalid
+    push_invalid_reason: str | None = None
+    push_token_at: datetime | None = None
     topics: tuple[str, ...] = field(default=())
 
     @property
@@ -44,13 +75,31 @@ class Device:
         return self.status == "active"
 
 
+@dataclass(frozen=True)
+class WakeTarget:
+    """A device a platform push may go to: active, with an active token."""
+
+    device_id: str
+    provider: str
+    token: str
+    token_at: datetime
+
+
 def _app(row: dict) -> App:
-    return App(id=str(row["id"]), name=row["name"], created_at=row["created_at"])
+    return App(
+        id=str(row["id"]),
+        name=row["name"],
+        created_at=row["created_at"],
+        marketing_cap_per_day=row.get("marketing_cap_per_day"),
+        push_content=row.get("push_content") or "inline",
+    )
 
 
+_APP_COLUMNS = "id, name, created_at, marketing_cap_per_day, push_content"
 _DEVICE_COLUMNS = (
     "id, app_id, installation_id, secret_hash, platform, user_id, locale, app_version,"
-    " status, created_at, updated_at, last_active_at"
+    " status, created_at, updated_at, last_active_at, push_provider, push_token,"
+    " push_status, push_invalid_reason, push_token_at"
 )
 
 
@@ -62,7 +111,7 @@ class Store:
         self.db = db
         self._apps_by_server_key: dict[str, tuple[App, float]] = {}
         # every send checks its target: concurrent sends check theirs in one query
-        self._device_checks: Batcher[tuple[str, str], bool] = Batcher(
+        self._device_checks: Batcher[tuple[str, str], bool | None] = Batcher(
             self._active_devices_of_apps, name="device-checks", unavailable=DatabaseUnavailable
         )
 
@@ -78,36 +127,92 @@ class Store:
                 " VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
                 (name, app_key_hash, server_key_hash),
             )
-            cur.execute("SELECT id, name, created_at FROM apps WHERE id = %s", (cur.lastrowid,))
+            cur.execute(f"SELECT {_APP_COLUMNS} FROM apps WHERE id = %s", (cur.lastrowid,))
             return _app(cur.fetchone())
 
     def app_by_app_key(self, app_key_hash: str) -> App | None:
         row = self.db.query_one(
-            "SELECT id, name, created_at FROM apps WHERE app_key_hash = %s", (app_key_hash,)
+            f"SELECT {_APP_COLUMNS} FROM apps WHERE app_key_hash = %s", (app_key_hash,)
         )
         return _app(row) if row else None
 
-    def active_device_of_app(self, app_id: str, device_id: str) -> bool:
+    def app(self, app_id: str) -> App | None:
+        row = self.db.query_one(f"SELECT {_APP_COLUMNS} FROM apps WHERE id = %s", (app_id,))
+        return _app(row) if row else None
+
+    def update_app_settings(self, app_id: str, values: dict) -> None:
+        """Write the settings given (marketing_cap_per_day, push_content)."""
+        sets = [f"{k} = %s" for k in ("marketing_cap_per_day", "push_content") if k in values]
+        if sets:
+            args = [values[k] for k in ("marketing_cap_per_day", "push_content") if k in values]
+            self.db.execute(f"UPDATE apps SET {', '.join(sets)} WHERE id = %s", (*args, app_id))
+            self._apps_by_server_key.clear()
+
+    # an app's platform credentials
+    def credentials(self, app_id: str) -> dict[str, Credential]:
+        rows = self.db.query(
+            "SELECT app_id, provider, public, sealed, status, rejected_reason, rejected_at"
+            " FROM app_credentials WHERE app_id = %s",
+            (app_id,),
+        )
+        return {
+            r["provider"]: Credential(
+                **{**r, "app_id": str(r["app_id"]), "public": json.loads(r["public"])}
+            )
+            for r in rows
+        }
+
+    def put_credential(self, app_id: str, provider: str, public: dict, sealed: str) -> None:
+        """Set (or replace) an app's credentials for a platform: active again."""
+        self.db.execute(
+            "INSERT INTO app_credentials (app_id, provider, public, sealed, status, updated_at)"
+            " VALUES (%s, %s, %s, %s, 'active', UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE"
+            " public = VALUES(public), sealed = VALUES(sealed), status = 'active',"
+            " rejected_reason = NULL, rejected_at = NULL, updated_at = UTC_TIMESTAMP(6)",
+            (app_id, provider, json.dumps(public), sealed),
+        )
+
+    def delete_credential(self, app_id: str, provider: str) -> None:
+        self.db.execute(
+            "DELETE FROM app_credentials WHERE app_id = %s AND provider = %s", (app_id, provider)
+        )
+
+    def mark_credential_rejected(self, app_id: str, provider: str, sealed: str, reason: str):
+        """Google or Apple refused these credentials (and only these: a replacement
+        uploaded meanwhile stays active)."""
+        self.db.execute(
+            "UPDATE app_credentials SET status = 'rejected', rejected_reason = %s,"
+            " rejected_at = UTC_TIMESTAMP(6) WHERE app_id = %s AND provider = %s"
+            " AND sealed = %s",
+            (reason[:200], app_id, provider, sealed),
+        )
+
+    def active_device_of_app(self, app_id: str, device_id: str) -> bool | None:
+        """None when it is not an active device of the app; else whether it has an
+        active push token."""
         if not (device_id.isascii() and device_id.isdigit()):
-            return False
+            return None
         return self._device_checks((app_id, device_id))
 
-    def _active_devices_of_apps(self, pairs: list[tuple[str, str]]) -> list[bool]:
-        """For each (app id, device id): is it an active device of that app."""
+    def _active_devices_of_apps(self, pairs: list[tuple[str, str]]) -> list[bool | None]:
+        """For each (app id, device id): None when it is not an active device of that
+        app, else whether it has an active push token."""
         ids = sorted({int(device_id) for _, device_id in pairs})
         marks = ", ".join(["%s"] * len(ids))
         rows = self.db.query(
-            f"SELECT id, app_id FROM devices WHERE id IN ({marks}) AND status = 'active'", ids
+            f"SELECT id, app_id, push_status = 'active' AS wakeable FROM devices"
+            f" WHERE id IN ({marks}) AND status = 'active'",
+            ids,
         )
-        found = {(str(r["app_id"]), str(r["id"])) for r in rows}
-        return [(app_id, str(int(device_id))) in found for app_id, device_id in pairs]
+        found = {(str(r["app_id"]), str(r["id"])): bool(r["wakeable"]) for r in rows}
+        return [found.get((app_id, str(int(device_id)))) for app_id, device_id in pairs]
 
     def app_by_server_key(self, server_key_hash: str) -> App | None:
         cached = self._apps_by_server_key.get(server_key_hash)
         if cached is not None and time.monotonic() - cached[1] < SERVER_KEY_CACHE_S:
             return cached[0]
         row = self.db.query_one(
-            "SELECT id, name, created_at FROM apps WHERE server_key_hash = %s",
+            f"SELECT {_APP_COLUMNS} FROM apps WHERE server_key_hash = %s",
             (server_key_hash,),
         )
         if row is None:
@@ -186,9 +291,21 @@ class Store:
         status: str | None = None,
         secret_hash: str | None = None,
     ) -> None:
-        """Write fields (and topics, when given) in one transaction."""
+        """Write fields (and topics, when given) in one transaction. `values` may hold
+        `push_token`: a PushToken (a new token, active) or None (no token)."""
         sets = [f"{f} = %s" for f in DEVICE_FIELDS if f in values]
         args: list[object] = [values[f] for f in DEVICE_FIELDS if f in values]
+        if "push_token" in values:
+            push: PushToken | None = values["push_token"]
+            sets += [
+                "push_provider = %s",
+                "push_token = %s",
+                "push_status = %s",
+                "push_invalid_reason = NULL",
+                "push_token_at = IF(%s IS NULL, NULL, UTC_TIMESTAMP(6))",
+            ]
+            token = push.token if push else None
+            args += [push.provider if push else None, token, "active" if push else None, token]
         if status is not None:
             sets.append("status = %s")
             args.append(status)
@@ -240,28 +357,66 @@ class Store:
         )
         return {str(r["id"]) for r in rows}
 
-    # audiences: the active devices a send reaches
-    def count_app_devices(self, app_id: str) -> int:
+    def mark_token_invalid(self, device_id: str, token: str, reason: str) -> bool:
+        """The platform said this token is dead: never used again until the device sends
+        a new one (a token changed meanwhile is left alone). True if it was marked."""
+        with self.db.connection() as conn, conn.cursor() as cur:
+            n = cur.execute(
+                "UPDATE devices SET push_status = 'invalid', push_invalid_reason = %s"
+                " WHERE id = %s AND push_token = %s AND push_status = 'active'",
+                (reason[:200], device_id, token),
+            )
+        return bool(n)
+
+    # audiences: the active devices a send reaches, and how many have a push token
+    def count_app_devices(self, app_id: str) -> tuple[int, int]:
+        """(active devices of the app, those with an active push token)."""
         row = self.db.query_one(
-            "SELECT COUNT(*) AS n FROM devices WHERE app_id = %s AND status = 'active'",
+            "SELECT COUNT(*) AS n, COALESCE(SUM(push_status = 'active'), 0) AS woken"
+            " FROM devices WHERE app_id = %s AND status = 'active'",
             (app_id,),
         )
-        return int(row["n"]) if row else 0
+        return (int(row["n"]), int(row["woken"])) if row else (0, 0)
 
-    def user_devices(self, app_id: str, user_id: str) -> list[str]:
+    def user_devices(self, app_id: str, user_id: str) -> list[tuple[str, bool]]:
+        """(device id, has an active push token) for the user's active devices."""
         rows = self.db.query(
-            "SELECT id FROM devices WHERE app_id = %s AND user_id = %s AND status = 'active'",
+            "SELECT id, push_status = 'active' AS wakeable FROM devices"
+            " WHERE app_id = %s AND user_id = %s AND status = 'active'",
             (app_id, user_id),
         )
-        return [str(r["id"]) for r in rows]
+        return [(str(r["id"]), bool(r["wakeable"])) for r in rows]
 
-    def topic_devices(self, app_id: str, topic: str) -> list[str]:
+    def topic_devices(self, app_id: str, topic: str) -> list[tuple[str, bool]]:
         rows = self.db.query(
-            "SELECT d.id FROM device_topics t JOIN devices d ON d.id = t.device_id"
+            "SELECT d.id, d.push_status = 'active' AS wakeable"
+            " FROM device_topics t JOIN devices d ON d.id = t.device_id"
             " WHERE t.app_id = %s AND t.topic = %s AND d.status = 'active'",
             (app_id, topic),
         )
-        return [str(r["id"]) for r in rows]
+        return [(str(r["id"]), bool(r["wakeable"])) for r in rows]
+
+    def wake_targets(
+        self, app_id: str, device_ids: list[str] | None = None, *, after: int = 0, limit: int = 1000
+    ) -> list[WakeTarget]:
+        """Active devices of the app with an active push token: these ids, or (None) the
+        app's, in id order from `after`, `limit` at a time."""
+        where, args = "app_id = %s AND status = 'active' AND push_status = 'active'", [app_id]
+        if device_ids is not None:
+            ids = [i for i in device_ids if i.isdigit()]
+            if not ids:
+                return []
+            where += f" AND id IN ({', '.join(['%s'] * len(ids))})"
+            args += ids
+        rows = self.db.query(
+            "SELECT id, push_provider, push_token, push_token_at FROM devices"
+            f" WHERE {where} AND id > %s ORDER BY id LIMIT %s",
+            (*args, after, limit),
+        )
+        return [
+            WakeTarget(str(r["id"]), r["push_provider"], r["push_token"], r["push_token_at"])
+            for r in rows
+        ]
 
 
 def _insert_topics(cur, device_id: object, app_id: object, topics: list[str]) -> None:

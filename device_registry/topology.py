@@ -58,13 +58,17 @@ class Topology:
             args["x-queue-version"] = 1  # v2 holds two files per queue: see BASELINE.md
         return args
 
+    def own_queue_arguments(self) -> dict:
+        """For the queues Pushbox keeps for itself (not a device's): quorum on a cluster."""
+        return {"x-queue-type": "quorum"} if self.settings.queue_type == "quorum" else {}
+
     def forget_declared(self) -> None:
         """Declare exchanges again on next use (after the broker lost them)."""
         self._declared_globals = False
         self._declared_apps.clear()
 
     def ensure_globals(self) -> None:
-        """The direct exchanges and the dead-letter exchange and queue."""
+        """The direct exchanges, the dead-letter exchange and queue, the wake queue."""
         if self._declared_globals:
             return
         names = self.names
@@ -75,6 +79,7 @@ class Topology:
             ch.exchange_declare(names.dead_letter_exchange, "fanout", durable=True)
             ch.queue_declare(names.dead_letter_queue, durable=True)
             ch.queue_bind(names.dead_letter_queue, names.dead_letter_exchange)
+            ch.queue_declare(names.wake_queue, durable=True, arguments=self.own_queue_arguments())
 
         self.rabbit.call(declare)
         self._declared_globals = True

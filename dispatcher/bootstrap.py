@@ -18,12 +18,14 @@ import redis
 from device_registry.sessions import Sessions
 from device_registry.store import Store
 from device_registry.topology import Topology
+from dispatcher.delivery.connections import Connections
 from dispatcher.delivery.holders import Holders
 from dispatcher.delivery.mailbox import Mailbox
 from dispatcher.delivery.signals import Listener, Signals
 from dispatcher.delivery.sync import Delivery
 from dispatcher.delivery.tally import Tally
 from dispatcher.notifications import Notifications
+from dispatcher.platforms.wake_jobs import WakeQueue
 from dispatcher.services import Dispatch
 from pushbox_core.idempotency import Idempotency
 from pushbox_core.mysql import Database
@@ -31,6 +33,7 @@ from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
 from pushbox_core.rate_limits import RateLimiter
 from pushbox_core.redis_client import connect
+from pushbox_core.sealing import Sealer
 from pushbox_core.settings import Settings
 
 
@@ -50,6 +53,7 @@ class Pushbox:
     delivery: Delivery
     limiter: RateLimiter
     idempotency: Idempotency
+    sealer: Sealer | None  # None without PUSH_SECRETS_KEY: credentials can't be stored
 
     def close(self) -> None:
         """Send what waits in the batchers, then close every connection."""
@@ -89,10 +93,15 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         sessions=Sessions(client, names, settings.session_ttl_s),
         notifications=notifications,
         tally=Tally(notifications),
-        dispatch=Dispatch(store, notifications, rabbit, topology, names, signals),
-        delivery=Delivery(mailbox, signals, listener, Holders(client, names)),
+        dispatch=Dispatch(
+            store, notifications, rabbit, topology, names, signals, WakeQueue(rabbit, names)
+        ),
+        delivery=Delivery(
+            mailbox, signals, listener, Holders(client, names), Connections(client, names)
+        ),
         limiter=RateLimiter(client, names, settings),
         idempotency=Idempotency(client, names),
+        sealer=Sealer(settings.secrets_key) if settings.secrets_key else None,
     )
 
 

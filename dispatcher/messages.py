@@ -28,6 +28,7 @@ class Content:
     ttl_s: int | None = None
     collapse_key: str | None = None
     priority: str | None = None
+    wake: str | None = None  # alert | silent | none; None: alert if it has title or body
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pushbox_core.mysql import Database
 
 log = logging.getLogger(__name__)
 
-COUNTERS = ("acked", "expired", "dropped", "collapsed")
+COUNTERS = ("acked", "expired", "dropped", "collapsed", "woken", "wake_failed")
 INSERT_ROW = (
     "INSERT INTO notifications (id, app_id, kind, target_kind, target, priority,"
     " collapse_key, ttl_s, created_at, expires_at, targets, state)"
@@ -39,6 +39,8 @@ class Notification:
     expired: int
     dropped: int
     collapsed: int
+    woken: int  # platform pushes Google or Apple accepted
+    wake_failed: int  # platform pushes refused for good
 
 
 class Notifications:
@@ -118,7 +120,7 @@ class Notifications:
     def get(self, app_id: str, notification_id: str) -> Notification | None:
         row = self.db.query_one(
             "SELECT id, app_id, kind, target_kind, target, priority, created_at, expires_at,"
-            " targets, acked, expired, dropped, collapsed"
+            " targets, acked, expired, dropped, collapsed, woken, wake_failed"
             " FROM notifications WHERE id = %s AND app_id = %s",
             (notification_id, app_id),
         )

@@ -14,6 +14,7 @@ from dispatcher import messages
 from dispatcher.delivery.signals import Signals
 from dispatcher.messages import Content, Message, Target
 from dispatcher.notifications import Notification, Notifications
+from dispatcher.platforms.wake_jobs import WakeJob, WakeQueue, wake_mode
 from pushbox_core.errors import (
     DeliveryUnknown,
     DeviceNotFound,
@@ -43,6 +44,7 @@ class Dispatch:
     topology: Topology
     names: Names
     signals: Signals
+    wakes: WakeQueue
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,15 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | No
     """To every device of the app. With resend_id (a retry of an unconfirmed send), it
     goes out again under that id (devices dedupe by id)."""
     message = messages.build("broadcast", content, message_id=resend_id)
-    targets = d.store.count_app_devices(app_id)
+    targets, wakeable = d.store.count_app_devices(app_id)
     d.topology.ensure_app(app_id)
     route = Destination(d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False)
     origin = NEW if resend_id is None else RESEND
     _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
     d.signals.wake_app(app_id)
+    mode = wake_mode(content)
+    if wakeable and mode != "none":
+        d.wakes.request(WakeJob.of(app_id, message, mode, None))
     return Sent(message.id, targets)
 
 
@@ -88,7 +93,8 @@ def notify(
     message_id already recorded (a redelivered order event), nothing is sent again if
     it was confirmed; with resend_id (a retry of an unconfirmed send), it goes out again
     under that id whatever its row says (devices dedupe by id)."""
-    devices = audience(app_id, target, store=d.store)
+    found = audience(app_id, target, store=d.store)
+    devices = [device_id for device_id, _ in found]
     origin = RESEND if resend_id else EVENT if message_id else NEW
     message = messages.build("notification", content, message_id=resend_id or message_id)
     route = Destination(
@@ -99,13 +105,20 @@ def notify(
     )
     _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
     d.signals.wake_devices(devices)
+    wakeable = [device_id for device_id, has_token in found if has_token]
+    mode = wake_mode(content)
+    if wakeable and mode != "none":
+        d.wakes.request(WakeJob.of(app_id, message, mode, wakeable))
     return Sent(message.id, len(devices))
 
 
-def audience(app_id: str, target: Target, *, store: Store) -> list[str]:
+def audience(app_id: str, target: Target, *, store: Store) -> list[tuple[str, bool]]:
+    """The target's active devices: (device id, has an active push token)."""
+    found: list[tuple[str, bool]]
     if target.kind == "device":
         value = target.value or ""
-        found = [value] if store.active_device_of_app(app_id, value) else []
+        wakeable = store.active_device_of_app(app_id, value)
+        found = [] if wakeable is None else [(value, wakeable)]
     elif target.kind == "user":
         found = store.user_devices(app_id, target.value or "")
     elif target.kind == "topic":

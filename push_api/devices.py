@@ -1,12 +1,14 @@
 """Device endpoints: register, open a session, read, change and remove the device, and
 sync its mailbox."""
 
+from dataclasses import replace
+
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from device_registry import services
-from device_registry.services import DeviceChanges, RegistrationRequest
+from device_registry.services import DeviceChanges, DeviceView, RegistrationRequest
 from dispatcher.delivery import sync
 from dispatcher.delivery.sync import SyncRequest
 from push_api.auth import limit_by_address, require_device
@@ -24,6 +26,12 @@ from push_api.schemas import (
 )
 
 blp = Blueprint("devices", __name__, url_prefix="/v1", description="Devices")
+
+
+def _connected(view: DeviceView) -> DeviceView:
+    """The view, with whether the device waits or streams anywhere now."""
+    connected = deps().delivery.connections.connected([view.device.id])
+    return replace(view, connected=bool(connected))
 
 
 @blp.route("/devices")
@@ -70,13 +78,14 @@ class Device(MethodView):
         """The calling device, its pending message count and presence."""
         session = require_device()
         d = deps()
-        return services.view_device(
+        view = services.view_device(
             session,
             store=d.store,
             topology=d.topology,
             sessions=d.sessions,
             held=d.delivery.mailbox.held_count(session.device_id),
         )
+        return _connected(view)
 
     @blp.arguments(DevicePatch())
     @blp.response(200, DeviceOut)
@@ -85,8 +94,10 @@ class Device(MethodView):
         """Change user, topics, locale or app version; bindings follow at once."""
         session = require_device()
         d = deps()
-        return services.update_device(
-            session, changes, store=d.store, topology=d.topology, sessions=d.sessions
+        return _connected(
+            services.update_device(
+                session, changes, store=d.store, topology=d.topology, sessions=d.sessions
+            )
         )
 
     @blp.response(204)

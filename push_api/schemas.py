@@ -3,16 +3,18 @@ the services take."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from device_registry.services import DeviceChanges, RegistrationRequest
-from device_registry.store import DEVICE_FIELDS
+from device_registry.store import DEVICE_FIELDS, PROVIDERS, PushToken
 from dispatcher.delivery.decisions import Taken
 from dispatcher.delivery.sync import SyncRequest
 from dispatcher.messages import TTL_MAX_S, Content, Target
+from dispatcher.platforms.wake_jobs import WAKE_MODES
 from pushbox_core.times import rfc3339
 
 TOPIC = validate.Regexp(r"^[A-Za-z0-9_.~%-]{1,64}$", error="must be 1-64 of A-Z a-z 0-9 _ . ~ % -")
@@ -51,6 +53,44 @@ class AppOut(ma.Schema):
     server_key = fields.String()
 
 
+APNS_TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
+FCM_TOKEN = re.compile(r"^[A-Za-z0-9_:.\-]{20,4096}$")
+
+
+class PushTokenIn(ma.Schema):
+    """A platform push token: FCM registration token, or APNs device token (hex)."""
+
+    provider = fields.String(required=True, validate=validate.OneOf(PROVIDERS))
+    token = fields.String(required=True)
+
+    @ma.validates_schema
+    def token_shape(self, data: dict, **_: object) -> None:
+        shape = {"apns": APNS_TOKEN, "fcm": FCM_TOKEN}.get(data.get("provider", ""))
+        if shape is not None and not shape.match(data.get("token", "")):
+            what = {
+                "apns": "an APNs device token is 64 or more hex digits",
+                "fcm": "an FCM registration token is 20-4096 of A-Z a-z 0-9 _ : . -",
+            }[data["provider"]]
+            raise ma.ValidationError(f"not a {data['provider']} token: {what}", "token")
+
+    @ma.post_load
+    def to_token(self, data: dict, **_: object) -> PushToken:
+        return PushToken(data["provider"], data["token"])
+
+
+def _push_token_field() -> fields.Nested:
+    return fields.Nested(
+        PushTokenIn,
+        allow_none=True,
+        metadata={"description": "the platform token that wakes the app; null removes it"},
+    )
+
+
+def _device_values(data: dict) -> dict:
+    """The device fields a request sent (push_token too), for the services."""
+    return {f: data[f] for f in (*DEVICE_FIELDS, "push_token") if f in data}
+
+
 class RegistrationIn(ma.Schema):
     installation_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
     platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
@@ -58,10 +98,11 @@ class RegistrationIn(ma.Schema):
     locale = fields.String(allow_none=True, validate=validate.Length(max=35))
     app_version = fields.String(allow_none=True, validate=validate.Length(max=64))
     topics = _topics_field()
+    push_token = _push_token_field()
 
     @ma.post_load
     def to_request(self, data: dict, **_: object) -> RegistrationRequest:
-        values = {f: data[f] for f in DEVICE_FIELDS if f in data}
+        values = _device_values(data)
         return RegistrationRequest(data["installation_id"], values, _unique(data.get("topics")))
 
 
@@ -87,11 +128,19 @@ class DevicePatch(ma.Schema):
     topics = _topics_field()
     locale = fields.String(allow_none=True, validate=validate.Length(max=35))
     app_version = fields.String(allow_none=True, validate=validate.Length(max=64))
+    push_token = _push_token_field()
 
     @ma.post_load
     def to_changes(self, data: dict, **_: object) -> DeviceChanges:
-        values = {f: data[f] for f in DEVICE_FIELDS if f in data}
-        return DeviceChanges(values, _unique(data.get("topics")))
+        return DeviceChanges(_device_values(data), _unique(data.get("topics")))
+
+
+class PushOut(ma.Schema):
+    """A device's platform token, as the device may see it (never the token itself)."""
+
+    provider = fields.String(attribute="push_provider")
+    status = fields.String(attribute="push_status", metadata={"description": "active | invalid"})
+    invalid_reason = fields.String(attribute="push_invalid_reason", allow_none=True)
 
 
 class DeviceOut(ma.Schema):
@@ -106,7 +155,17 @@ class DeviceOut(ma.Schema):
     topics = fields.List(fields.String(), attribute="device.topics")
     pending = fields.Integer()
     online = fields.Boolean(attribute="presence.online")
+    connected = fields.Boolean(
+        metadata={"description": "waiting in a sync or streaming, on any instance"}
+    )
     last_seen_at = Rfc3339(attribute="presence.last_seen_at", allow_none=True)
+    push = fields.Nested(PushOut, attribute="device", allow_none=True)
+
+    @ma.post_dump(pass_original=True)
+    def no_token_no_push(self, data: dict, view, **_: object) -> dict:
+        if view.device.push_provider is None:
+            data["push"] = None
+        return data
 
 
 def _content(data: dict) -> Content:
@@ -117,6 +176,7 @@ def _content(data: dict) -> Content:
         ttl_s=data.get("ttl"),
         collapse_key=data.get("collapse_key"),
         priority=data.get("priority"),
+        wake=data.get("wake"),
     )
 
 
@@ -130,6 +190,13 @@ class _ContentFields(ma.Schema):
     )
     collapse_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
     priority = fields.String(validate=validate.OneOf(("high", "normal")))
+    wake = fields.String(
+        validate=validate.OneOf(WAKE_MODES),
+        metadata={
+            "description": "platform push: alert | silent | none (default: alert when"
+            " the message has a title or body, else silent)"
+        },
+    )
 
 
 class BroadcastIn(_ContentFields):
@@ -184,6 +251,10 @@ class NotificationOut(ma.Schema):
     expired = fields.Integer()
     dropped = fields.Integer()
     collapsed = fields.Integer(metadata={"description": "older messages of one collapse_key"})
+    woken = fields.Integer(metadata={"description": "platform pushes FCM or APNs accepted"})
+    wake_failed = fields.Integer(
+        metadata={"description": "platform pushes refused for good (dead token, credentials)"}
+    )
 
 
 SYNC_MAX = 500
@@ -248,3 +319,71 @@ def sync_answer(messages: list[Taken]) -> bytes:
     built by dispatcher.messages with `redelivered` spliced in. A test holds real
     answers against SyncOut as /openapi.json serves it (tests/test_openapi.py)."""
     return b'{"messages":[' + b",".join(m.wire() for m in messages) + b"]}"
+
+
+class AppSettingsIn(ma.Schema):
+    marketing_cap_per_day = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=0, max=1_000_000),
+        metadata={
+            "description": "normal-priority campaign and broadcast messages a device"
+            " gets a day (UTC); null: no cap"
+        },
+    )
+    push_content = fields.String(
+        validate=validate.OneOf(("inline", "private")),
+        metadata={"description": "private: platform alerts carry a generic text and the id"},
+    )
+
+
+class AppPatch(ma.Schema):
+    settings = fields.Nested(AppSettingsIn, required=True)
+
+
+class FcmCredentialsIn(ma.Schema):
+    service_account = fields.Dict(
+        required=True, metadata={"description": "the JSON key file Google issues"}
+    )
+
+
+class ApnsCredentialsIn(ma.Schema):
+    team_id = fields.String(required=True)
+    key_id = fields.String(required=True)
+    bundle_id = fields.String(required=True)
+    private_key = fields.String(required=True, metadata={"description": "the .p8 key (PEM)"})
+    environment = fields.String(required=True, validate=validate.OneOf(("production", "sandbox")))
+
+
+class _CredentialState(ma.Schema):
+    status = fields.String(metadata={"description": "active | rejected (by Google or Apple)"})
+    rejected_reason = fields.String(allow_none=True)
+
+
+class FcmCredentialsOut(_CredentialState):
+    project_id = fields.String(attribute="public.project_id")
+
+
+class ApnsCredentialsOut(_CredentialState):
+    team_id = fields.String(attribute="public.team_id")
+    key_id = fields.String(attribute="public.key_id")
+    bundle_id = fields.String(attribute="public.bundle_id")
+    environment = fields.String(attribute="public.environment")
+
+
+class AppCredentialsOut(ma.Schema):
+    fcm = fields.Nested(FcmCredentialsOut, allow_none=True, dump_default=None)
+    apns = fields.Nested(ApnsCredentialsOut, allow_none=True, dump_default=None)
+
+
+class AppSettingsOut(ma.Schema):
+    marketing_cap_per_day = fields.Integer(allow_none=True)
+    push_content = fields.String()
+
+
+class AppViewOut(ma.Schema):
+    """The calling app (dispatcher.platforms.credentials.AppView): never a private key."""
+
+    id = fields.String(attribute="app.id")
+    name = fields.String(attribute="app.name")
+    settings = fields.Nested(AppSettingsOut, attribute="app")
+    credentials = fields.Nested(AppCredentialsOut)

@@ -52,6 +52,11 @@ class Names:
         return f"{self.namespace}.order-events.invalid"
 
     @property
+    def wake_queue(self) -> str:
+        """Wake jobs for the wake worker (dispatcher/platforms)."""
+        return f"{self.namespace}.wakes"
+
+    @property
     def device_queue_prefix(self) -> str:
         return f"{self.namespace}.device."
 
@@ -93,6 +98,18 @@ class Names:
     def signals_channel(self) -> str:
         """Redis pub/sub: wake-ups for waiting syncs and hand-overs between instances."""
         return f"{self.redis_prefix}:signals"
+
+    def connected_key(self, device_id: str) -> str:
+        """Set while the device waits in a sync or has a stream open, on any instance."""
+        return f"{self.redis_prefix}:connected:{device_id}"
+
+    def wake_coalesce_key(self, device_id: str) -> str:
+        """A silent wake went to this device lately: further ones are dropped."""
+        return f"{self.redis_prefix}:wake-coalesce:{device_id}"
+
+    def wake_budget_key(self, device_id: str, hour: int) -> str:
+        """Silent APNs pushes to this device in this hour (Apple throttles more than 3)."""
+        return f"{self.redis_prefix}:wake-budget:{device_id}:{hour}"
 
     def holder_key(self, device_id: str) -> str:
         """Which API process holds the messages a device was last given."""

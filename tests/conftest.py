@@ -23,8 +23,12 @@ import requests
 from push_api.app import create_app
 from pushbox_core.names import Names
 from pushbox_core.schema import drop_database, migrate
+from pushbox_core.sealing import new_key
 from pushbox_core.settings import Settings
 from scripts.stack import Stack
+
+# the stand-ins of FCM and APNs: standin_ca, fcm_server, apns_server, fcm_standin, ...
+pytest_plugins = ["tests.standins.fixtures"]
 
 STACK_BACKLOG_MAX = 10_000
 
@@ -51,11 +55,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Iterator[Settings]:
+def settings(standin_ca, fcm_server, apns_server) -> Iterator[Settings]:
     run = secrets.token_hex(4)
     base = Settings.from_env()
     s = replace(
         base,
+        # platform pushes go to the local stand-ins of FCM and APNs (tests/standins),
+        # trusted through the stand-ins' own CA, as PUSH_CA_FILE would be set
+        secrets_key=new_key(),
+        fcm_url=fcm_server.url,
+        apns_url=apns_server.url,
+        apns_sandbox_url=apns_server.url,
+        ca_file=str(standin_ca.ca_file),
         namespace=f"pbt{run}",
         redis_prefix=f"pbt{run}",
         mysql_database=f"pushbox_test_{run}",

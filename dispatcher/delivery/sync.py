@@ -4,17 +4,21 @@ decided in `decisions.py`."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from device_registry.sessions import Session
+from dispatcher.delivery.connections import Connections
 from dispatcher.delivery.decisions import Taken
 from dispatcher.delivery.holders import Holders
 from dispatcher.delivery.mailbox import Mailbox
 from dispatcher.delivery.signals import Listener, Signals
 from pushbox_core.errors import DependencyDown
 from pushbox_core.names import Names
+
+log = logging.getLogger(__name__)
 
 RELEASE_WAIT_S = 2.0  # how long to wait for another process to let go of held messages
 
@@ -36,6 +40,7 @@ class Delivery:
     signals: Signals
     listener: Listener
     holders: Holders
+    connections: Connections
 
     @property
     def instance(self) -> str:
@@ -61,10 +66,13 @@ def sync_device(
     if req.wait_s > 0:
         woken = d.listener.waiter(Names.wake_device(device_id), Names.wake_app(session.app_id))
     deadline = time.monotonic() + req.wait_s
+    mark = None
     try:
         messages = d.mailbox.sync(device_id, list(req.ack), req.max, settled)
         while woken is not None and not messages and req.max > 0:
             left = deadline - time.monotonic()
+            if mark is None and left > 0:  # waiting: no platform wake while it lasts
+                mark = d.connections.connect(device_id, left)
             if left <= 0 or not woken.wait(left):
                 break
             woken.clear()
@@ -76,6 +84,15 @@ def sync_device(
     finally:
         if woken is not None:
             d.listener.forget(woken)
+        if mark is not None:
+            _disconnect(device_id, mark, d=d)
+
+
+def _disconnect(device_id: str, mark: str, *, d: Delivery) -> None:
+    try:
+        d.connections.disconnect(device_id, mark)
+    except DependencyDown:  # the mark expires on its own, a few seconds later
+        log.warning("device %s: could not clear its connected mark", device_id)
 
 
 def claim(device_id: str, *, d: Delivery) -> None:

@@ -1,0 +1,294 @@
+"""The wake worker (`python -m dispatcher.platforms`): consumes wake jobs and asks FCM
+and APNs to show a message or wake an app, for each target device that has an active
+push token and is not connected.
+
+Two threads: pika's (consuming, acking) and an asyncio loop's (HTTP/2 clients, one per
+app and platform, many pushes in flight on each). A job is acked once every push it
+made is settled; a worker that dies mid-job gets it again, and a device may then be
+pushed twice (the app dedupes by the message id it syncs). MySQL and Redis calls run
+in threads of the loop's executor, so they never block the pushes in flight.
+
+The queue stays the only source of truth: a push that fails loses nothing; the device
+gets the message on its next sync. Decisions made here, just before sending:
+- a connected device (waiting in a sync, streaming) is skipped;
+- a silent wake: at most one per device per PUSH_WAKE_COALESCE_S, at most
+  APNS_SILENT_PER_HOUR per device an hour to APNs, none when the device's queues are
+  empty by then;
+- a dead token is marked invalid (never used again until the device sends a new one);
+  credentials Google or Apple refuse are marked rejected and tried again at most once
+  a REJECTED_RETRY_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import cast
+
+import pika
+from pika.exceptions import AMQPError
+
+from device_registry.store import App, Credential, WakeTarget
+from dispatcher.bootstrap import Pushbox, bootstrap
+from dispatcher.platforms.apns import ApnsClient, ApnsCredentials
+from dispatcher.platforms.credentials import open_credentials
+from dispatcher.platforms.delivery import deliver
+from dispatcher.platforms.fcm import FcmClient, FcmCredentials
+from dispatcher.platforms.push import Outcome, PlatformClient, Push
+from dispatcher.platforms.wake_jobs import WakeJob
+from pushbox_core.errors import DependencyDown, PushboxError
+from pushbox_core.rabbit import connection_params
+from pushbox_core.settings import Settings
+
+log = logging.getLogger("wakes")
+
+PREFETCH = 20  # jobs in hand at once (a broadcast job may hold thousands of pushes)
+IN_FLIGHT_MAX = 500  # pushes awaiting an answer, over every client
+BATCH = 1000  # devices read, checked and pushed at a time
+APNS_SILENT_PER_HOUR = 3
+REJECTED_RETRY_S = 60
+RECONNECT_MAX_S = 10.0
+FAILED = ("invalid_token", "credentials_rejected", "failed")
+
+
+class WakeWorker:
+    def __init__(self, pushbox: Pushbox):
+        self.pb = pushbox
+        self.settings = pushbox.settings
+        self.stopping = False
+        self.handled: Counter[str] = Counter()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._clients: dict[tuple[str, str, str], PlatformClient] = {}
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
+
+    # ---- consuming (pika's thread)
+    def run(self) -> None:
+        self._loop_thread.start()
+        delay = 0.5
+        while not self.stopping:
+            try:
+                self._consume()
+                delay = 0.5
+            except (AMQPError, DependencyDown, OSError) as e:
+                log.warning("wake worker lost a dependency (%s); retrying in %.1fs", e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        self._call(self._close_clients()).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def _consume(self) -> None:
+        params = connection_params(self.settings.rabbitmq_url, name="pushbox-wakes", heartbeat_s=60)
+        conn = pika.BlockingConnection(params)
+        try:
+            self.pb.topology.ensure_globals()  # declares the wake queue
+            ch = conn.channel()
+            ch.basic_qos(prefetch_count=PREFETCH)
+
+            def on_job(_ch, method, _props, body: bytes) -> None:
+                tag = method.delivery_tag
+                future = self._call(self.handle(body))
+
+                def settled(f: Future) -> None:
+                    error = f.exception()
+                    requeue = isinstance(error, DependencyDown)
+                    if error is not None:
+                        log.warning("wake job %s: %r", "requeued" if requeue else "dropped", error)
+                    conn.add_callback_threadsafe(lambda: self._settle(ch, tag, requeue))
+
+                future.add_done_callback(settled)
+
+            ch.basic_consume(self.pb.names.wake_queue, on_job)
+            log.info("consuming %s", self.pb.names.wake_queue)
+            while not self.stopping:
+                conn.process_data_events(time_limit=0.5)
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    @staticmethod
+    def _settle(ch, tag: int, requeue: bool) -> None:
+        if not ch.is_open:
+            return  # the broker gives it to the next consumer
+        if requeue:  # MySQL or Redis down: the job comes back
+            time.sleep(0.5)
+            ch.basic_nack(tag, requeue=True)
+        else:
+            ch.basic_ack(tag)
+
+    def _call(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    # ---- one job (the loop's thread)
+    async def handle(self, body: bytes) -> None:
+        try:
+            job = WakeJob.decode(body)
+        except (ValueError, TypeError) as e:
+            log.warning("malformed wake job dropped: %s", e)
+            return
+        if job.expires_ms <= time.time() * 1000:
+            return  # expired: nothing to wake for
+        app = await self._db(self.pb.store.app, job.app_id)
+        if app is None:
+            return
+        creds = await self._db(self.pb.store.credentials, job.app_id)
+        after = 0
+        while True:
+            targets = await self._db(
+                self.pb.store.wake_targets, job.app_id, job.device_ids, after=after, limit=BATCH
+            )
+            if not targets:
+                return
+            await self._wake(job, app, creds, targets)
+            after = int(targets[-1].device_id)
+
+    async def _wake(
+        self, job: WakeJob, app: App, creds: dict[str, Credential], targets: list[WakeTarget]
+    ) -> None:
+        connected = await self._db(
+            self.pb.delivery.connections.connected, [t.device_id for t in targets]
+        )
+        targets = [t for t in targets if t.device_id not in connected]
+        self.handled["skipped_connected"] += len(connected)
+        if job.mode == "silent":
+            targets = await self._db(self._silent_allowed, targets)
+        sends = []
+        for t in targets:
+            client = self._client(app, t.provider, creds.get(t.provider))
+            if client is None:
+                self.handled["no_credentials"] += 1
+                continue
+            sends.append(self._push(client, job, app, t))
+        outcomes = await asyncio.gather(*sends)
+        counts: Counter[tuple[str, str]] = Counter()
+        for outcome in outcomes:
+            if outcome.accepted:
+                counts[(job.message_id, "woken")] += 1
+            elif outcome.result in FAILED:
+                counts[(job.message_id, "wake_failed")] += 1
+        if counts:
+            await self._db(self.pb.notifications.count, dict(counts))
+
+    async def _push(self, client: PlatformClient, job: WakeJob, app: App, t: WakeTarget) -> Outcome:
+        push = Push(
+            provider=t.provider,  # type: ignore[arg-type]
+            token=t.token,
+            token_registered_at=t.token_at or datetime.now(UTC),
+            mode=job.mode,  # type: ignore[arg-type]
+            message_id=job.message_id,
+            message_kind=job.kind,
+            title=job.title,
+            body=job.body,
+            data=job.data,
+            collapse_key=job.collapse_key,
+            ttl_s=max(1, int(job.expires_ms / 1000 - time.time())),
+            private=app.push_content == "private",
+        )
+        async with self._in_flight:
+            outcome = await deliver(client, push)
+        self.handled[f"{t.provider}_{outcome.result}"] += 1
+        if outcome.result == "invalid_token":
+            await self._db(self.pb.store.mark_token_invalid, t.device_id, t.token, outcome.reason)
+            log.info("device %s: %s token invalid (%s)", t.device_id, t.provider, outcome.reason)
+        elif outcome.result == "credentials_rejected":
+            await self._credentials_rejected(app, t.provider, outcome)
+        elif outcome.result == "failed":
+            log.info("push to device %s failed: %s %s", t.device_id, outcome.reason, outcome.detail)
+        return outcome
+
+    async def _credentials_rejected(self, app: App, provider: str, outcome: Outcome) -> None:
+        for key in [k for k in self._clients if k[:2] == (app.id, provider)]:
+            client = self._clients.pop(key)
+            await self._db(
+                self.pb.store.mark_credential_rejected, app.id, provider, key[2], outcome.reason
+            )
+            await client.aclose()
+        log.warning("app %s: %s refused its credentials (%s)", app.id, provider, outcome.reason)
+
+    def _silent_allowed(self, targets: list[WakeTarget]) -> list[WakeTarget]:
+        """Silent wakes: one a device per coalescing window, at most APNS_SILENT_PER_HOUR
+        an hour to APNs, none to a device whose queues are empty."""
+        names, r = self.pb.names, self.pb.redis
+        hour = int(time.time() // 3600)
+        pipe = r.pipeline(transaction=False)
+        for t in targets:
+            pipe.set(
+                names.wake_coalesce_key(t.device_id), 1, nx=True, ex=self.settings.wake_coalesce_s
+            )
+        firsts = pipe.execute()
+        allowed = [t for t, first in zip(targets, firsts, strict=True) if first]
+        self.handled["skipped_coalesced"] += len(targets) - len(allowed)
+        apns = [t for t in allowed if t.provider == "apns"]
+        if apns:
+            pipe = r.pipeline(transaction=False)
+            for t in apns:
+                key = names.wake_budget_key(t.device_id, hour)
+                pipe.incr(key)
+                pipe.expire(key, 3600)
+            spent = pipe.execute()[::2]
+            over = {
+                t.device_id for t, n in zip(apns, spent, strict=True) if n > APNS_SILENT_PER_HOUR
+            }
+            self.handled["skipped_apns_budget"] += len(over)
+            allowed = [t for t in allowed if t.device_id not in over]
+        pending = [t for t in allowed if (self.pb.topology.pending(t.device_id) or 0) > 0]
+        self.handled["skipped_empty"] += len(allowed) - len(pending)
+        return pending
+
+    def _client(self, app: App, provider: str, cred: Credential | None) -> PlatformClient | None:
+        """The app's client for a platform, made on first use; None without credentials,
+        or while they stand rejected (tried again once a REJECTED_RETRY_S)."""
+        if cred is None or self.pb.sealer is None:
+            return None
+        if cred.status == "rejected" and cred.rejected_at is not None:
+            since = datetime.now(UTC).replace(tzinfo=None) - cred.rejected_at
+            if since.total_seconds() < REJECTED_RETRY_S:
+                return None
+        key = (app.id, provider, cred.sealed)
+        client = self._clients.get(key)
+        if client is None:
+            try:
+                opened = open_credentials(cred, self.pb.sealer)
+            except PushboxError as e:
+                log.warning("app %s: %s credentials cannot be opened: %s", app.id, provider, e)
+                return None
+            if isinstance(opened, FcmCredentials):
+                made: object = FcmClient.from_settings(opened, self.settings)
+            else:
+                assert isinstance(opened, ApnsCredentials)
+                made = ApnsClient.from_settings(opened, self.settings)
+            client = self._clients[key] = cast(PlatformClient, made)
+        return client
+
+    async def _close_clients(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    async def _db(self, fn, *args, **kwargs):
+        """A blocking call (MySQL, Redis, the broker's pool) off the loop's thread."""
+        return await self._loop.run_in_executor(None, lambda: fn(*args, **kwargs))
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    pushbox = bootstrap(Settings.from_env(), role="wakes")
+    worker = WakeWorker(pushbox)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
+    pushbox.close()
+    log.info("stopped: %s", dict(worker.handled))
