@@ -44,6 +44,16 @@ class Settings:
 
     max_request_bytes: int = 64 * 1024
 
+    # Fernet keys, comma-separated: the first seals, all open (rotation: see docs/wakes.md)
+    secrets_key: str = ""
+
+    # waking apps through the platforms (DESIGN "Waking apps in the background")
+    fcm_url: str = "https://fcm.googleapis.com"
+    apns_url: str = "https://api.push.apple.com"  # environment: production
+    apns_sandbox_url: str = "https://api.sandbox.push.apple.com"  # environment: sandbox
+    ca_file: str = ""  # extra CA certificates trusted for those, on top of the system's
+    wake_coalesce_s: int = 30
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Every field from PUSH_<FIELD_NAME>, else its default."""
