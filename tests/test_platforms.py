@@ -305,6 +305,23 @@ def test_fcm_token_is_replaced_shortly_before_it_expires(
     assert len(fcm_standin.token_requests()) == 2
 
 
+def test_fcm_token_not_yet_expired_serves_while_the_token_endpoint_is_down(
+    fcm_standin: FcmStandin, standin_ca: LocalCA
+) -> None:
+    fcm_standin.token_lifetime_s = 200  # due for replacement at once, valid 170 s more
+
+    async def scenario() -> list[Outcome]:
+        async with fcm_client(fcm_standin, standin_ca) as client:
+            first = await client.send(make_push())
+            fcm_standin.refuse_tokens("temporarily_unavailable", "try later", status=503)
+            return [first, *[await client.send(make_push()) for _ in range(3)]]
+
+    assert [o.result for o in run(scenario())] == ["accepted"] * 4
+    assert len({r.headers["authorization"] for r in fcm_standin.sends()}) == 1
+    # one refresh tried (google-auth makes 3 requests of it), not one per send
+    assert len(fcm_standin.token_requests()) == 1 + 3
+
+
 def test_fcm_token_request_is_a_jwt_grant_signed_by_the_service_account(
     fcm_standin: FcmStandin, standin_ca: LocalCA
 ) -> None:
@@ -423,31 +440,24 @@ def test_apns_token_that_is_not_hex_is_invalid_without_asking_apple(
     assert apns_standin.sends() == []
 
 
-def test_apns_key_apple_does_not_know_is_credentials_rejected(
-    apns_standin: ApnsStandin, standin_ca: LocalCA
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"private_key": "another key"}, "InvalidProviderToken"),
+        ({"bundle_id": "com.example.other"}, "TopicDisallowed"),
+    ],
+)
+def test_apns_key_or_bundle_apple_does_not_accept_is_credentials_rejected(
+    apns_standin: ApnsStandin, standin_ca: LocalCA, change: dict, reason: str
 ) -> None:
-    other_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    args = {**apns_standin.credentials(), **change}
+    if args["private_key"] == "another key":
+        args["private_key"] = _ec_pem()
+    client = ApnsClient(
+        ApnsCredentials.parse(**args), base_url=apns_standin.url, ca_file=standin_ca.ca_file
     )
-    creds = ApnsCredentials.parse(
-        **{**apns_standin.credentials(), "private_key": other_key.decode()}
-    )
-    client = ApnsClient(creds, base_url=apns_standin.url, ca_file=standin_ca.ca_file)
     outcome = run(send_once(client, make_push("apns")))
-    assert (outcome.result, outcome.reason) == ("credentials_rejected", "InvalidProviderToken")
-
-
-def test_apns_wrong_bundle_id_is_credentials_rejected(
-    apns_standin: ApnsStandin, standin_ca: LocalCA
-) -> None:
-    creds = ApnsCredentials.parse(
-        **{**apns_standin.credentials(), "bundle_id": "com.example.other"}
-    )
-    client = ApnsClient(creds, base_url=apns_standin.url, ca_file=standin_ca.ca_file)
-    outcome = run(send_once(client, make_push("apns")))
-    assert (outcome.result, outcome.reason) == ("credentials_rejected", "TopicDisallowed")
+    assert (outcome.result, outcome.reason) == ("credentials_rejected", reason)
 
 
 def test_apns_expired_provider_token_is_signed_again_once(

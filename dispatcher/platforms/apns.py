@@ -23,10 +23,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from dispatcher.platforms import payloads
 from dispatcher.platforms.push import CredentialsInvalid, Outcome, Push
 from dispatcher.platforms.transport import (
-    http_client,
+    HttpOwner,
     network_outcome,
     retry_after_s,
-    ssl_context,
 )
 
 PRODUCTION_URL = "https://api.push.apple.com"
@@ -153,7 +152,7 @@ class ProviderTokens:
         self.signed += 1
 
 
-class ApnsClient:
+class ApnsClient(HttpOwner):
     """Sends pushes for one APNs key and bundle id. Use from one event loop; close with
     `aclose()` (or `async with`)."""
 
@@ -176,8 +175,7 @@ class ApnsClient:
         self.base_url = base_url.rstrip("/")
         self.tokens = ProviderTokens(credentials, clock=clock)
         self._clock = clock
-        self._http = http or http_client(ssl_context(ca_file))
-        self._owns_http = http is None
+        super().__init__(http, ca_file)
 
     @classmethod
     def from_settings(
@@ -209,16 +207,6 @@ class ApnsClient:
         return classify(
             response.status_code, response.content, response.headers.get("retry-after"), push
         )
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> ApnsClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 def _answer(content: bytes) -> dict:

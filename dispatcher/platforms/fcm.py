@@ -28,7 +28,7 @@ from dispatcher.platforms.push import CredentialsInvalid, Outcome, Push
 from dispatcher.platforms.transport import (
     CONNECT_TIMEOUT_S,
     READ_TIMEOUT_S,
-    http_client,
+    HttpOwner,
     network_outcome,
     retry_after_s,
     ssl_context,
@@ -37,6 +37,8 @@ from dispatcher.platforms.transport import (
 DEFAULT_URL = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 TOKEN_REFRESH_MARGIN_S = 300  # a token this close to expiry is replaced before use
+EXPIRY_SLACK_S = 30  # an old token is used while refreshing fails, until this close to expiry
+REFRESH_RETRY_S = 15  # meanwhile, how often a refresh is tried again
 TOKEN_LIFETIME_DEFAULT_S = 3600  # when the token endpoint gives no expires_in
 REFUSED_RECHECK_S = 60  # after Google refused the key, ask again at most this often
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -123,10 +125,12 @@ class AccessTokens:
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
             retries=False,
         )
+        self._pool = pool
         self._request = google.auth.transport.urllib3.Request(pool)
         self._lock = asyncio.Lock()
         self._token: str | None = None
-        self._usable_until = 0.0
+        self._usable_until = 0.0  # replaced from then on
+        self._expires_at = 0.0  # Google's word
         self._refused: tuple[float, Outcome] | None = None
         self.fetched = 0  # how many tokens this process got: for tests and metrics
 
@@ -140,12 +144,22 @@ class AccessTokens:
                 return token
             if self._refused and time.monotonic() - self._refused[0] < REFUSED_RECHECK_S:
                 raise TokenUnavailable(self._refused[1])
-            return await self._refresh()
+            try:
+                return await self._refresh()
+            except TokenUnavailable as e:
+                # the token endpoint is down: a token not yet expired still serves, and
+                # the next refresh is tried a little later, not by every send
+                valid_until = self._expires_at - EXPIRY_SLACK_S
+                if e.outcome.result != "retry" or not self._token or time.time() >= valid_until:
+                    raise
+                self._usable_until = min(valid_until, time.time() + REFRESH_RETRY_S)
+                return self._token
 
     def invalidate(self, token: str) -> None:
         """FCM said 401 with this token: the next get() fetches another."""
         if token == self._token:
             self._token = None
+            self._expires_at = self._usable_until = 0.0
 
     def _fresh(self) -> str | None:
         if self._token and time.time() < self._usable_until:
@@ -170,8 +184,12 @@ class AccessTokens:
         else:
             expires_at = expiry.replace(tzinfo=UTC).timestamp()
         self._token = str(self._google.token)
+        self._expires_at = expires_at
         self._usable_until = expires_at - TOKEN_REFRESH_MARGIN_S
         return self._token
+
+    def close(self) -> None:
+        self._pool.clear()
 
 
 def _refresh_outcome(e: google.auth.exceptions.RefreshError) -> Outcome:
@@ -183,7 +201,7 @@ def _refresh_outcome(e: google.auth.exceptions.RefreshError) -> Outcome:
     return Outcome("credentials_rejected", str(error or "token refused"), detail=detail)
 
 
-class FcmClient:
+class FcmClient(HttpOwner):
     """Sends pushes for one Firebase project. Use from one event loop; close with
     `aclose()` (or `async with`)."""
 
@@ -201,8 +219,7 @@ class FcmClient:
         with the same `ca_file`; else the client makes and closes its own."""
         self.credentials = credentials
         self.tokens = AccessTokens(credentials, ssl_context(ca_file))
-        self._http = http or http_client(ssl_context(ca_file))
-        self._owns_http = http is None
+        super().__init__(http, ca_file)
         base = base_url.rstrip("/")
         self.url = f"{base}/v1/projects/{credentials.project_id}/messages:send"
 
@@ -237,14 +254,8 @@ class FcmClient:
         return classify(response.status_code, response.content, response.headers.get("retry-after"))
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> FcmClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        self.tokens.close()
+        await super().aclose()
 
 
 def _error(content: bytes) -> dict:

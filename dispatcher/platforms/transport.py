@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Self
 
 import httpx
 
@@ -40,6 +41,25 @@ def http_client(ctx: ssl.SSLContext, *, timeout_s: float = READ_TIMEOUT_S) -> ht
         timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         limits=httpx.Limits(max_connections=MAX_CONNECTIONS, keepalive_expiry=300),
     )
+
+
+class HttpOwner:
+    """A platform client's HTTP/2 client: its own, closed with it, unless it was given
+    one to share (made by `http_client` with the same CA file)."""
+
+    def __init__(self, http: httpx.AsyncClient | None, ca_file: str | None):
+        self._http = http or http_client(ssl_context(ca_file))
+        self._owns_http = http is None
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -79,6 +99,7 @@ def network_outcome(exc: BaseException, what: str) -> Outcome:
 
 
 __all__ = [
+    "HttpOwner",
     "http_client",
     "is_certificate_error",
     "network_outcome",
