@@ -34,6 +34,7 @@ from pika.exceptions import AMQPError
 from bench.client import Connection
 from pushbox_core.names import LANES, Names
 from pushbox_core.settings import Settings
+from scripts.stack import Supervisor
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,14 +177,12 @@ def _pids(args: list[str]) -> list[int]:
 def stack_processes() -> dict[str, list[int]]:
     """The processes of the stack on this machine, by part: the API workers and nginx of
     the stack `make up` started (.run/), the local servers, and this benchmark."""
-    run_dir = ROOT / ".run"
     parts: dict[str, list[int]] = {"api": [], "nginx": []}
-    for pid_file in sorted(run_dir.glob("api-*.pid")):
-        with contextlib.suppress(OSError, ValueError):
-            parts["api"] += _pids(["-P", pid_file.read_text().strip()])
-    with contextlib.suppress(OSError, ValueError):
-        master = int((run_dir / "nginx.pid").read_text().strip())
-        parts["nginx"] = [master, *_pids(["-P", str(master)])]
+    for name, pid in Supervisor(ROOT / ".run").pids().items():
+        if name.startswith("api-"):  # the workers do the work; their master waits
+            parts["api"] += _pids(["-P", str(pid)])
+        elif name == "nginx":
+            parts["nginx"] = [pid, *_pids(["-P", str(pid)])]
     parts["rabbitmq"] = _pids(["-u", "rabbitmq", "beam.smp"])
     parts["mysql"] = _pids(["-x", "mariadbd"]) or _pids(["-x", "mysqld"])
     parts["redis"] = _pids(["-x", "redis-server"])

@@ -1,8 +1,13 @@
 """Starts and stops a Pushbox stack on this machine: two push_api instances (gunicorn),
-the dispatcher worker and nginx in front. `make up` / `make down` use it, and so do the
+the dispatcher worker and nginx in front, each kept running by a supervisord of the
+run directory's own. `make up` / `make down` / `make status` use it, and so do the
 tests, with their own ports, namespace and run directory.
 
     python -m scripts.stack up|down|status
+
+A process that dies is started again by supervisord within seconds, with no one
+running `up` again; `up` itself starts whatever is not running and waits until each
+program answers.
 """
 
 from __future__ import annotations
@@ -11,71 +16,69 @@ import contextlib
 import os
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supervisor.xmlrpc import Faults, SupervisorTransport
+
+from scripts.launcher import STARTED, alive, cmdline, end, proc, processes
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
+
+# A program that dies after STARTSECS is started again at once; one that dies sooner
+# failed to start, and is tried again after 1, 2, ... seconds, START_RETRIES times
+# (then FATAL, until the next `up`). Long enough to catch an app that cannot boot
+# (gunicorn's master exits about a second after its worker fails to import the app):
+# otherwise that crash loop would spin without a pause.
+STARTSECS = 2
+START_RETRIES = 5
+STOP_WAIT_S = 10  # then SIGKILL, to the whole process group
+SUPERVISORD_STOP_S = 30
+LOG_CHUNK = 1 << 16  # a log is read from its end, this much more at a time
+
+
+def boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def nginx_binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def alive(pid: int) -> bool:
-    try:  # a child of ours that exited is a zombie until reaped: reap it
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
+def answers(url: str) -> bool:
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
         return False
-    except PermissionError:
-        return True
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid) else None
-
-
-def wait_http(url: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 NGINX_CONNECTIONS_MAX = 32_768  # two a waiting device (phone and upstream): 16,384 waiting
 NGINX_FILES_MAX = 66_000  # a file a connection, with room to spare
 
 
-def raise_open_files() -> None:
+def raise_open_files() -> int:
     """This process's soft open-files limit up to its hard one (Debian's soft default,
-    1,024, would cap an API worker near 1,000 waiting syncs)."""
+    1,024, would cap an API worker near 1,000 waiting syncs); returns the soft limit
+    it got."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 1 << 20 if hard == resource.RLIM_INFINITY else hard  # no file limit is infinite
     if soft < want:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def nginx_files() -> tuple[int, int]:
@@ -87,6 +90,235 @@ def nginx_files() -> tuple[int, int]:
     return files, max(1_024, min(NGINX_CONNECTIONS_MAX, files - 1_000))
 
 
+# ---- how up() knows a program answers
+@dataclass(frozen=True)
+class Answers:
+    """Ready once GET `url` returns 200."""
+
+    url: str
+
+    def check(self, log: Path, pid: int) -> bool:
+        return answers(self.url)
+
+
+@dataclass(frozen=True)
+class Says:
+    """Ready once the running instance (`pid`) has written `word` to its log: what
+    follows the launcher's start line for that pid."""
+
+    word: str
+
+    def check(self, log: Path, pid: int) -> bool:
+        marker, word = f"{STARTED} {pid}\n".encode(), self.word.encode()
+        try:
+            with open(log, "rb") as f:  # from the end: a log grows for as long as it runs
+                size, chunk = f.seek(0, os.SEEK_END), LOG_CHUNK
+                while True:
+                    f.seek(max(0, size - chunk))
+                    text = f.read()
+                    at = text.rfind(marker)
+                    if at >= 0:
+                        return word in text[at:]
+                    if chunk >= size:
+                        return False
+                    chunk *= 4
+        except OSError:
+            return False
+
+
+@dataclass(frozen=True)
+class Program:
+    """One process supervisord keeps running. Its stdout and stderr go to `log` in the
+    run directory; `env` is added to the stack's environment."""
+
+    name: str
+    title: str  # what `make up` says it started
+    argv: tuple[str, ...]
+    ready: Answers | Says
+    log: str = ""  # default: <name>.log
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "TERM"
+    ready_within_s: float = 30
+
+    @property
+    def log_name(self) -> str:
+        return self.log or f"{self.name}.log"
+
+
+RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")
+
+
+class Supervisor:
+    """The supervisord of one run directory, reached over its unix socket (as
+    `supervisorctl -c <run dir>/supervisord.conf` reaches it)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.conf = run_dir / "supervisord.conf"
+        self.socket = run_dir / "supervisor.sock"
+        self.pidfile = run_dir / "supervisord.pid"
+
+    @property
+    def rpc(self):  # the supervisor namespace of its XML-RPC interface
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def running(self) -> bool:
+        try:
+            return self.rpc.getState()["statename"] == "RUNNING"
+        except OSError:  # no socket, or no one behind it
+            return False
+
+    def write_conf(self, programs: list[Program], minfds: int) -> None:
+        """The whole configuration, from `programs` in their order: supervisord starts
+        them in it and stops them the other way round."""
+
+        def value(text: str) -> str:  # supervisord expands %(name)s in its values
+            return text.replace("%", "%%")
+
+        run = value(str(self.run_dir))
+        parts = [
+            f"""; written by scripts/stack.py at each `up`: edits here are lost
+[unix_http_server]
+file={run}/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile={run}/supervisord.log
+pidfile={run}/supervisord.pid
+childlogdir={run}
+minfds={minfds}
+{"user=root" if os.geteuid() == 0 else ""}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{run}/supervisor.sock
+"""
+        ]
+        for order, p in enumerate(programs, start=1):
+            command = [str(VENV_BIN / "python"), "-m", "scripts.launcher", *p.argv]
+            env = ",".join(f'{k}="{v}"' for k, v in p.env.items())
+            parts.append(
+                f"""
+[program:{p.name}]
+command={value(shlex.join(command))}
+directory={value(str(ROOT))}
+priority={order * 10}
+autostart=true
+autorestart=true
+startsecs={STARTSECS}
+startretries={START_RETRIES}
+stopsignal={p.stop_signal}
+stopwaitsecs={STOP_WAIT_S}
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={run}/{value(p.log_name)}
+stdout_logfile_maxbytes=0
+"""
+                + (f"environment={value(env)}\n" if env else "")
+            )
+        self.conf.write_text("".join(parts))
+
+    def start(self, env: dict[str, str]) -> None:
+        """supervisord, daemonized, with `env` for its programs to inherit. Its socket
+        listens before the command returns."""
+        done = subprocess.run(
+            [str(VENV_BIN / "supervisord"), "-c", str(self.conf)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or not self.running():
+            raise RuntimeError(
+                f"supervisord did not start ({self.run_dir}/supervisord.log):\n"
+                + done.stdout
+                + done.stderr
+            )
+
+    def reread(self) -> set[str]:
+        """Apply a changed configuration, as `supervisorctl update` does: a program no
+        longer in it is stopped and dropped, a changed one is stopped and replaced, a
+        new one is added (supervisord starts what is added). Returns what was added
+        or replaced."""
+        added, changed, removed = self.rpc.reloadConfig()[0]
+        for name in removed + changed:
+            self.rpc.stopProcessGroup(name, True)
+            self.rpc.removeProcessGroup(name)
+        for name in added + changed:
+            self.rpc.addProcessGroup(name)
+        return set(added + changed)
+
+    def info(self, name: str) -> dict:
+        return self.rpc.getProcessInfo(name)
+
+    def stop_program(self, name: str) -> None:
+        try:
+            self.rpc.stopProcess(name, True)
+        except xmlrpc.client.Fault as e:
+            if e.faultCode != Faults.NOT_RUNNING:
+                raise
+
+    def start_program(self, name: str) -> None:
+        try:
+            self.rpc.startProcess(name, False)
+        except xmlrpc.client.Fault as e:
+            if e.faultCode != Faults.ALREADY_STARTED:  # supervisord got there first
+                raise
+
+    def pids(self) -> dict[str, int]:
+        """The pid of each program that runs (none when supervisord does not)."""
+        if not self.running():
+            return {}
+        return {i["name"]: i["pid"] for i in self.rpc.getAllProcessInfo() if alive(i["pid"])}
+
+    def orphans(self) -> list[int]:
+        """What a supervisord of this run directory that died (kill -9, OOM) left
+        running: its programs go on, unsupervised, holding their ports, and a new
+        supervisord could start none of them. They are its session's processes."""
+        try:
+            sid = int(self.pidfile.read_text().strip())  # removed when it stops cleanly
+            written = self.pidfile.stat().st_mtime
+        except (OSError, ValueError):
+            return []
+        # before this boot, or its leader still there: that number names another
+        # session now (a pid is not reused while a process of its session lives)
+        if written < boot_time() or alive(sid):
+            return []
+        return [p.pid for p in processes() if p.session == sid and p.state != "Z"]
+
+    def end_orphans(self) -> int:
+        """End the orphans (see there); returns how many there were."""
+        left = self.orphans()
+        end(left)
+        self.pidfile.unlink(missing_ok=True)
+        return len(left)
+
+    def shut_down(self) -> list[str]:
+        """Stop every program (the last started first), then supervisord itself;
+        returns what was running."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            was = [
+                i["name"] for i in self.rpc.getAllProcessInfo() if i["statename"] in RUNNING_STATES
+            ]
+            self.rpc.stopAllProcesses(True)
+            self.rpc.shutdown()
+        except (OSError, ValueError):
+            return []
+        deadline = time.monotonic() + SUPERVISORD_STOP_S
+        while alive(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"supervisord {pid} ({self.run_dir}) did not stop")
+            time.sleep(0.1)
+        return [*was, "supervisord"]
+
+
 @dataclass
 class Stack:
     run_dir: Path
@@ -94,71 +326,66 @@ class Stack:
     nginx_port: int = 8080
     api_ports: tuple[int, ...] = (8081, 8082)
     with_dispatcher: bool = True
-    started: list[str] = field(default_factory=list)
 
-    # ---- pieces
-    def _api_pid(self, port: int) -> Path:
-        return self.run_dir / f"api-{port}.pid"
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.run_dir)
 
-    def _start_api(self, port: int) -> None:
-        if read_pid(self._api_pid(port)):
-            return
-        env = {**self.env, "PUSH_INSTANCE_NAME": f"api-{port}"}
-        subprocess.run(
-            [
-                str(VENV_BIN / "gunicorn"),
-                "-c",
-                str(ROOT / "push_api" / "gunicorn_conf.py"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--pid",
-                str(self._api_pid(port)),
-                "--error-logfile",
-                str(self.run_dir / f"api-{port}.log"),
-                "--daemon",
-                "push_api.wsgi:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
-        if not wait_http(f"http://127.0.0.1:{port}/healthz", 30):
-            raise RuntimeError(f"push_api on port {port} did not start: see {self.run_dir}")
-        self.started.append(f"push_api on 127.0.0.1:{port}")
-
-    def _dispatcher_pid(self) -> Path:
-        return self.run_dir / "dispatcher.pid"
-
-    def _start_dispatcher(self) -> None:
-        if read_pid(self._dispatcher_pid()) or not (ROOT / "dispatcher" / "__main__.py").exists():
-            return
-        log_path = self.run_dir / "dispatcher.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [str(VENV_BIN / "python"), "-m", "dispatcher"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+    def programs(self) -> list[Program]:
+        """What runs, in the order it starts: a worker process more is one entry."""
+        api = [
+            Program(
+                f"api-{port}",
+                f"push_api on 127.0.0.1:{port}",
+                (
+                    str(VENV_BIN / "gunicorn"),
+                    "-c",
+                    str(ROOT / "push_api" / "gunicorn_conf.py"),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "push_api.wsgi:app",
+                ),
+                Answers(f"http://127.0.0.1:{port}/healthz"),
+                env={"PUSH_INSTANCE_NAME": f"api-{port}"},
+                # a quick stop: a graceful one waits out idle keep-alive connections
+                # and long polls; what a sync held goes back to the queue anyway
+                stop_signal="INT",
             )
-        self._dispatcher_pid().write_text(str(proc.pid))
-        deadline = time.monotonic() + 30
-        while b"consuming" not in log_path.read_bytes()[offset:]:  # said once its queues exist
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the dispatcher did not start:\n{tail}")
-            time.sleep(0.1)
-        self.started.append("dispatcher worker")
+            for port in self.api_ports
+        ]
+        workers = [
+            # says "consuming" once its queues exist
+            Program(
+                "dispatcher",
+                "dispatcher worker",
+                (str(VENV_BIN / "python"), "-m", "dispatcher"),
+                Says("consuming"),
+            ),
+        ]
+        nginx = Program(
+            "nginx",
+            f"nginx on 127.0.0.1:{self.nginx_port}",
+            (
+                nginx_binary(),
+                "-c",
+                str(self._nginx_conf()),
+                "-p",
+                str(self.run_dir),
+                "-g",
+                "daemon off;",
+            ),
+            Answers(f"http://127.0.0.1:{self.nginx_port}/healthz"),
+            log="nginx-error.log",  # also its error_log: what it says before reading that
+            ready_within_s=15,
+        )
+        return [*api, *(workers if self.with_dispatcher else []), nginx]
 
+    # ---- nginx's own configuration
     def _nginx_conf(self) -> Path:
         return self.run_dir / "nginx.conf"
 
-    def _start_nginx(self) -> None:
-        if read_pid(self.run_dir / "nginx.pid"):
-            return
+    def _write_nginx_conf(self) -> bool:
+        """Renders nginx/pushbox.conf.template; True when that changed the file."""
         tmp = self.run_dir / "nginx-tmp"
         tmp.mkdir(exist_ok=True)
         user_line = ""
@@ -180,56 +407,109 @@ class Stack:
             "NGINX_CONNECTIONS": str(connections),
         }.items():
             text = text.replace(f"@{key}@", value)
-        self._nginx_conf().write_text(text)
-        subprocess.run(
-            [nginx_binary(), "-q", "-c", str(self._nginx_conf()), "-p", str(self.run_dir)],
-            check=True,
-        )
-        if not wait_http(f"http://127.0.0.1:{self.nginx_port}/healthz", 15):
-            raise RuntimeError(f"nginx did not start: see {self.run_dir}/nginx-error.log")
-        self.started.append(f"nginx on 127.0.0.1:{self.nginx_port}")
+        conf = self._nginx_conf()
+        if conf.exists() and conf.read_text() == text:
+            return False
+        conf.write_text(text)
+        return True
 
     # ---- whole stack
     def up(self) -> list[str]:
+        """Start what does not run and wait until everything answers; returns what it
+        started, or found dead and waited for (empty when all was running)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        raise_open_files()  # the API workers inherit it: a socket per waiting sync
+        files = raise_open_files()  # the API workers inherit it: a socket per waiting sync
         subprocess.run(
             [str(VENV_BIN / "python"), "-m", "pushbox_core.schema"],
             cwd=ROOT,
             env=self.env,
             check=True,
         )
-        for port in self.api_ports:
-            self._start_api(port)
-        if self.with_dispatcher:
-            self._start_dispatcher()
-        self._start_nginx()
-        return self.started
+        programs = self.programs()
+        sup = self.supervisor
+        nginx_changed = self._write_nginx_conf()
+        sup.write_conf(programs, minfds=files)
+        if sup.running():
+            fresh = sup.reread()
+            if nginx_changed and "nginx" not in fresh:
+                sup.stop_program("nginx")  # started again below, on the new file
+                fresh.add("nginx")
+        else:
+            sup.end_orphans()
+            self._end_pid_file_stack()
+            sup.start(self.env)
+            fresh = {p.name for p in programs}
+        started = [note for p in programs if (note := self._ensure_started(p, fresh))]
+        for p in programs:
+            self._wait_ready(p)
+        return started
+
+    def _ensure_started(self, p: Program, fresh: set[str]) -> str | None:
+        info = self.supervisor.info(p.name)
+        state = info["statename"]
+        if state not in RUNNING_STATES:  # stopped, exited, or FATAL (gave up)
+            self.supervisor.start_program(p.name)
+            return p.title
+        if p.name in fresh:
+            return p.title
+        if state == "RUNNING" and alive(info["pid"]):
+            return None
+        # died: supervisord is starting it again, or is about to (it has not yet
+        # reaped what it still calls RUNNING)
+        return f"{p.title} (it had died; restarted by supervisord)"
+
+    def _wait_ready(self, p: Program) -> None:
+        """Until supervisord calls `p` RUNNING (up for STARTSECS) and it answers."""
+        log = self.run_dir / p.log_name
+        deadline = time.monotonic() + p.ready_within_s
+        while True:
+            info = self.supervisor.info(p.name)
+            if info["statename"] == "FATAL":
+                break
+            pid = info["pid"]
+            if info["statename"] == "RUNNING" and alive(pid) and p.ready.check(log, pid):
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{p.title} did not start ({info['statename']}); {log}:\n{tail}")
 
     def down(self) -> list[str]:
-        stopped = []
-        # gunicorn: SIGINT, a quick stop (a graceful one waits out idle keep-alive
-        # connections and long polls; what a sync held goes back to the queue anyway)
-        pidfiles = [
-            (self.run_dir / "nginx.pid", signal.SIGTERM),
-            (self._dispatcher_pid(), signal.SIGTERM),
-        ]
-        pidfiles += [(self._api_pid(p), signal.SIGINT) for p in self.api_ports]
-        for pidfile, how in pidfiles:
-            pid = read_pid(pidfile)
-            if pid is None:
-                continue
-            os.kill(pid, how)
-            for _ in range(100):
-                if not alive(pid):
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            pidfile.unlink(missing_ok=True)
-            stopped.append(pidfile.stem)
+        """Stop what this run directory's supervisord runs, then supervisord."""
+        sup = self.supervisor
+        if sup.running():
+            return sup.shut_down()
+        left = sup.end_orphans()
+        ended = [f"{left} processes of a supervisord that had died"] if left else []
+        return ended + self._end_pid_file_stack()
 
-        return stopped
+    def _end_pid_file_stack(self) -> list[str]:
+        """Stop what an earlier scripts/stack.py started without supervisord (it wrote
+        pid files here: api-<port>.pid, dispatcher.pid, nginx.pid): it would hold the
+        ports. For checkouts that ran it; with supervisord running nothing is left.
+        Each led its own process group: TERM to the group, KILL what stays."""
+        groups: dict[int, str] = {}
+        for pidfile in sorted(self.run_dir.glob("*.pid")):
+            if pidfile == self.supervisor.pidfile:
+                continue
+            try:
+                pid = int(pidfile.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            cmd, p = cmdline(pid), proc(pid)
+            if p and alive(pid) and (str(self.run_dir) in cmd or cmd.endswith("-m dispatcher")):
+                groups[p.pgrp] = pidfile.stem
+            pidfile.unlink()
+        for pgrp in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgrp, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        members = [p.pid for p in processes() if p.pgrp in groups and p.state != "Z"]
+        while any(alive(pid) for pid in members) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        end(members)
+        return [f"{name} (started before supervision)" for name in groups.values()]
 
 
 def local_env(run_dir: Path) -> dict[str, str]:
@@ -256,6 +536,7 @@ def main(argv: list[str]) -> int:
         nginx_port=int(os.environ.get("PUSH_NGINX_PORT", "8080")),
         api_ports=tuple(int(p) for p in os.environ.get("PUSH_API_PORTS", "8081,8082").split(",")),
     )
+    ctl = f".venv/bin/supervisorctl -c {stack.supervisor.conf.relative_to(ROOT)}"
     if command == "up":
         started = stack.up()
         base = f"http://127.0.0.1:{stack.nginx_port}"
@@ -271,6 +552,7 @@ Admin token (also in {run_dir / "admin-token"} unless PUSH_ADMIN_TOKEN is set):
 Create an app:
   curl -s -X POST {base}/v1/apps -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"name": "my app"}}'
+supervisord restarts whatever dies. See it: make status (or {ctl} ...)
 Stop it with: make down""")
         return 0
     if command == "down":
@@ -278,10 +560,19 @@ Stop it with: make down""")
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
         return 0
     if command == "status":
-        for pidfile in sorted(run_dir.glob("*.pid")):
-            state = "running" if read_pid(pidfile) else "not running"
-            print(f"{pidfile.stem}: {state}")
-        return 0
+        if not stack.supervisor.running():
+            left = stack.supervisor.orphans()
+            print(f"supervisord is not running (for {run_dir})")
+            if left:
+                print(f"but {len(left)} processes it started still run, unsupervised:")
+                print("make up replaces them, make down stops them")
+            return 0
+        shown = subprocess.run(
+            [str(VENV_BIN / "supervisorctl"), "-c", str(stack.supervisor.conf), "status"],
+            check=False,
+        )
+        print(f"\nlogs: {run_dir}/<name>.log (nginx: nginx-error.log); more: {ctl} help")
+        return 0 if shown.returncode in (0, 3) else shown.returncode  # 3: one is not running
     print(__doc__)
     return 2
 

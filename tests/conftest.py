@@ -86,6 +86,12 @@ def settings(standin_ca, fcm_server, apns_server) -> Iterator[Settings]:
     migrate(s)
     yield s
     drop_database(s)
+    forget_namespace(s)
+
+
+def forget_namespace(s: Settings) -> None:
+    """Everything under the namespace of `s` in RabbitMQ and Redis (its database
+    aside): what a run leaves behind."""
     _clean_broker(s)
     _clean_redis(s)
 
@@ -151,28 +157,33 @@ class RunningStack:
     instances: tuple[str, ...]  # each push_api instance, directly
 
 
-@pytest.fixture(scope="session")
-def stack(settings: Settings) -> Iterator[RunningStack]:
-    """nginx in front of two push_api instances, on ports of their own."""
+@contextlib.contextmanager
+def stack_of_its_own(env: dict[str, str]) -> Iterator[Stack]:
+    """A Stack in a temporary run directory, on free ports: down at the end, up when
+    the caller says."""
     with tempfile.TemporaryDirectory(prefix="pushbox-test-") as run_dir:
         path = Path(run_dir)
         path.chmod(0o755)
-        st = Stack(
-            path,
-            # a bigger backlog cap for devices registered through the stack: the
-            # 10,000-message drain needs it (the cap itself is tested in-process)
-            settings_env(replace(settings, device_backlog_max=STACK_BACKLOG_MAX)),
-            nginx_port=free_port(),
-            api_ports=(free_port(), free_port()),
-        )
+        st = Stack(path, env, nginx_port=free_port(), api_ports=(free_port(), free_port()))
         try:
-            st.up()
-            yield RunningStack(
-                f"http://127.0.0.1:{st.nginx_port}",
-                tuple(f"http://127.0.0.1:{p}" for p in st.api_ports),
-            )
+            yield st
         finally:
             st.down()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[RunningStack]:
+    """nginx in front of two push_api instances, on ports of their own."""
+    # a bigger backlog cap for devices registered through the stack: the
+    # 10,000-message drain needs it (the cap itself is tested in-process)
+    with stack_of_its_own(
+        settings_env(replace(settings, device_backlog_max=STACK_BACKLOG_MAX))
+    ) as st:
+        st.up()
+        yield RunningStack(
+            f"http://127.0.0.1:{st.nginx_port}",
+            tuple(f"http://127.0.0.1:{p}" for p in st.api_ports),
+        )
 
 
 @pytest.fixture(scope="session")
