@@ -12,6 +12,7 @@ program answers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import resource
@@ -354,11 +355,17 @@ class Stack:
             for port in self.api_ports
         ]
         workers = [
-            # says "consuming" once its queues exist
+            # each says "consuming" once its queues exist
             Program(
                 "dispatcher",
                 "dispatcher worker",
                 (str(VENV_BIN / "python"), "-m", "dispatcher"),
+                Says("consuming"),
+            ),
+            Program(
+                "wakes",
+                "wake worker (FCM, APNs)",
+                (str(VENV_BIN / "python"), "-m", "dispatcher.platforms"),
                 Says("consuming"),
             ),
         ]
@@ -513,18 +520,31 @@ class Stack:
 
 
 def local_env(run_dir: Path) -> dict[str, str]:
-    """The environment of `make up`: the caller's, plus an admin token kept in a file
-    only its owner can read when PUSH_ADMIN_TOKEN is unset."""
+    """The environment of `make up`: the caller's, plus, when they are unset, an admin
+    token and the key that seals private keys (PUSH_SECRETS_KEY), each made once and
+    kept in a file only its owner can read."""
     env = dict(os.environ)
-    if not env.get("PUSH_ADMIN_TOKEN"):
-        token_file = run_dir / "admin-token"
-        if not token_file.exists():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write("adm_" + secrets.token_urlsafe(32))
-        env["PUSH_ADMIN_TOKEN"] = token_file.read_text().strip()
+    made = {
+        "PUSH_ADMIN_TOKEN": ("admin-token", lambda: "adm_" + secrets.token_urlsafe(32)),
+        "PUSH_SECRETS_KEY": (
+            "secrets-key",
+            lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        ),  # a Fernet key
+    }
+    for variable, (name, make) in made.items():
+        if not env.get(variable):
+            env[variable] = kept_secret(run_dir / name, make)
     return env
+
+
+def kept_secret(path: Path, make) -> str:
+    """The secret in `path`, made (readable by its owner only) when it is not there."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+    return path.read_text().strip()
 
 
 def main(argv: list[str]) -> int:

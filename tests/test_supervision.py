@@ -162,7 +162,7 @@ def test_up_twice_changes_nothing(running: Stack):
 
 def test_up_right_after_kills_leaves_one_of_each_and_all_answering(running: Stack, own: Settings):
     port = running.api_ports[1]
-    for name in (f"api-{port}", "dispatcher", "nginx"):
+    for name in (f"api-{port}", "dispatcher", "wakes", "nginx"):
         kill(ctl_pid(running, name))
     running.up()
     # answering as soon as up() returns: it does not call a dead process running
@@ -177,7 +177,8 @@ def test_up_right_after_kills_leaves_one_of_each_and_all_answering(running: Stac
         bound = [q for q in procs if f"--bind 127.0.0.1:{p} " in cmdline(q.pid) + " "]
         assert len([q for q in bound if q.ppid not in {b.pid for b in bound}]) == 1, p
     assert len([q for q in procs if cmdline(q.pid).startswith("nginx: master")]) == 1
-    assert len([q for q in procs if "-m dispatcher" in cmdline(q.pid)]) == 1
+    for worker in ("-m dispatcher", "-m dispatcher.platforms"):
+        assert len([q for q in procs if cmdline(q.pid).endswith(worker)]) == 1, worker
     assert set(running.supervisor.pids().values()) <= pids
 
 
