@@ -172,6 +172,19 @@ class Store:
             (app_id, provider, json.dumps(public), sealed),
         )
 
+    def all_sealed(self) -> list[tuple[str, str, str]]:
+        """(app id, provider, sealed) of every stored credential: for a key rotation."""
+        rows = self.db.query("SELECT app_id, provider, sealed FROM app_credentials")
+        return [(str(r["app_id"]), r["provider"], r["sealed"]) for r in rows]
+
+    def replace_sealed(self, app_id: str, provider: str, old: str, new: str) -> None:
+        """The same secret sealed again (a key rotation); left alone if it changed."""
+        self.db.execute(
+            "UPDATE app_credentials SET sealed = %s"
+            " WHERE app_id = %s AND provider = %s AND sealed = %s",
+            (new, app_id, provider, old),
+        )
+
     def delete_credential(self, app_id: str, provider: str) -> None:
         self.db.execute(
             "DELETE FROM app_credentials WHERE app_id = %s AND provider = %s", (app_id, provider)

@@ -80,6 +80,7 @@ class Phone:
         platform: str = "android",
         user_id: str | None = None,
         topics: list[str] | None = None,
+        push_token: dict | None = None,
         http: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -89,6 +90,8 @@ class Phone:
         self.state = State.load(self.state_file)
         self._seen_set = set(self.state.seen)
         self.platform, self.user_id, self.topics = platform, user_id, topics
+        # {provider: fcm | apns, token}: what the phone's OS gave the app, to be woken by
+        self.push_token = push_token
         self.http = http or requests.Session()
         self.sleep = sleep
         self.token: str | None = None
@@ -132,6 +135,8 @@ class Phone:
             body["user_id"] = self.user_id
         if self.topics is not None:
             body["topics"] = self.topics
+        if self.push_token is not None:
+            body["push_token"] = self.push_token
         r = self._call("POST", "/v1/devices", body, headers={"X-App-Key": self.app_key})
         if r.status_code not in (200, 201):
             raise SdkError(r.status_code, r.json().get("message", r.text))

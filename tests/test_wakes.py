@@ -396,3 +396,23 @@ def test_wake_none_sends_no_platform_push(shop, fcm_standin):
         headers=shop.auth,
     )
     assert r.status_code == 422 and "wake" in json.dumps(r.get_json()["errors"])
+
+
+def test_a_key_rotation_reseals_every_credential(client, settings, fcm_standin, apns_standin, app):
+    """PUSH_SECRETS_KEY=<new>,<old>, reseal, then <new> alone still opens every key."""
+    from dataclasses import replace
+
+    from dispatcher.platforms.credentials import open_credentials, reseal_all
+    from pushbox_core.sealing import Sealer, new_key
+
+    shop = Shop(client, settings, fcm_standin, apns_standin)
+    store = app.extensions["pushbox"].store
+    fresh = new_key()
+    both = Sealer(f"{fresh},{settings.secrets_key}")
+    assert reseal_all(store=store, sealer=both) >= 2
+    alone = Sealer(replace(settings, secrets_key=fresh).secrets_key)
+    try:
+        for cred in store.credentials(shop.app["id"]).values():
+            assert open_credentials(cred, alone).public() == cred.public
+    finally:  # back to the run's own key, which the other tests' processes hold
+        reseal_all(store=store, sealer=Sealer(f"{settings.secrets_key},{fresh}"))

@@ -73,6 +73,15 @@ def open_credentials(credential: Credential, sealer: Sealer) -> PlatformCredenti
     )
 
 
+def reseal_all(*, store: Store, sealer: Sealer) -> int:
+    """Seal every stored private key again with the first key of PUSH_SECRETS_KEY (step
+    two of a rotation, docs/wakes.md); returns how many. Safe to run again."""
+    rows = store.all_sealed()
+    for app_id, provider, sealed in rows:
+        store.replace_sealed(app_id, provider, sealed, sealer.reseal(sealed))
+    return len(rows)
+
+
 def _sealer(sealer: Sealer | None) -> Sealer:
     if sealer is None:
         raise DependencyDown("credential storage", "PUSH_SECRETS_KEY is not set")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ from pika.exceptions import AMQPError
 from device_registry.store import App, Credential, WakeTarget
 from dispatcher.bootstrap import Pushbox, bootstrap
 from dispatcher.platforms.apns import ApnsClient, ApnsCredentials
-from dispatcher.platforms.credentials import open_credentials
+from dispatcher.platforms.credentials import open_credentials, reseal_all
 from dispatcher.platforms.delivery import deliver
 from dispatcher.platforms.fcm import FcmClient, FcmCredentials
 from dispatcher.platforms.push import Outcome, PlatformClient, Push
@@ -277,6 +278,19 @@ class WakeWorker:
     async def _db(self, fn, *args, **kwargs):
         """A blocking call (MySQL, Redis, the broker's pool) off the loop's thread."""
         return await self._loop.run_in_executor(None, lambda: fn(*args, **kwargs))
+
+
+def reseal() -> int:
+    pushbox = bootstrap(Settings.from_env(), role="reseal")
+    try:
+        if pushbox.sealer is None:
+            print("PUSH_SECRETS_KEY is not set", file=sys.stderr)
+            return 2
+        n = reseal_all(store=pushbox.store, sealer=pushbox.sealer)
+    finally:
+        pushbox.close()
+    print(f"re-sealed {n} credentials with the first key of PUSH_SECRETS_KEY")
+    return 0
 
 
 def main() -> None:
