@@ -11,7 +11,7 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dispatcher.bootstrap import bootstrap
-from push_api import app_settings, apps, devices, errors, health, notifications
+from push_api import app_settings, apps, devices, errors, health, notifications, stream
 from pushbox_core.settings import Settings
 
 
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = Api(app)
     for blp in (health.blp, apps.blp, app_settings.blp, devices.blp, notifications.blp):
         api.register_blueprint(blp)
+    app.config["SOCK_SERVER_OPTIONS"] = stream.SERVER_OPTIONS
+    app.register_blueprint(stream.blp)  # a WebSocket: not in the OpenAPI document
     errors.register(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["pushbox"] = bootstrap(settings, role="api")

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
@@ -81,6 +81,7 @@ class Holding:
     # per lane, from the head of its queue: delivered to us, not returned yet
     ahead: dict[str, list[Taken]] = field(default_factory=lambda: {lane: [] for lane in LANES})
     consumers: dict[str, tuple[str, int]] = field(default_factory=dict)  # lane: (tag, window)
+    stream: StreamLink | None = None  # set while a live stream consumes the device's lanes
     acked_floor: int = 0  # every delivery tag up to this one is acked (see decisions.ack_frames)
     acked_above: set[int] = field(default_factory=set)  # tags acked one by one past it
     used_at: float = field(default_factory=time.monotonic)
@@ -101,6 +102,21 @@ class Holding:
 
 
 Settled = Callable[[dict[str, list[str]]], None]  # ids by counter: acked, collapsed, expired
+
+# why a live stream ended, as its WebSocket close code (DESIGN "Live stream")
+REPLACED = 4001  # a newer stream or sync of the device, on any instance
+GONE = 4004  # the device was deleted (its queues with it)
+BROKEN = 1011  # the broker connection was lost
+
+
+class StreamLink(Protocol):
+    """The stream's side of a consumer the mailbox holds for it (stream.py): told each
+    delivery, and when the mailbox ended it (with a close code). Called on the
+    mailbox's thread: must not block."""
+
+    def deliver(self, t: Taken) -> None: ...
+
+    def end(self, code: int) -> None: ...
 
 
 def _header(props: pika.BasicProperties, name: str) -> Any:
@@ -165,6 +181,20 @@ class Mailbox:
     def held_count(self, device_id: str) -> int:
         return self._actor(device_id).held_count(device_id)
 
+    def open_stream(self, device_id: str, window: int, link: StreamLink) -> None:
+        """Consume the device's lanes for a live stream, at most `window` unacked: each
+        delivery goes to `link` as it lands. Ends whatever held the device here before
+        (an older stream is told REPLACED). Raises DeviceNotFound, BrokerUnavailable."""
+        self._actor(device_id).open_stream(device_id, window, link)
+
+    def ack_stream(self, device_id: str, link: StreamLink, tags: list[int]) -> None:
+        """Ack these delivery tags of the stream's consumer (in the background)."""
+        self._actor(device_id).ack_stream(device_id, link, tags)
+
+    def close_stream(self, device_id: str, link: StreamLink) -> None:
+        """The stream ended: what it had in flight and unacked goes back to the queue."""
+        self._actor(device_id).close_stream(device_id, link)
+
     def close(self) -> None:
         for actor in self._actors:
             actor.close()
@@ -181,6 +211,7 @@ class _Actor:
         self._conn: BlockingConnection | None = None
         self._holdings: dict[str, Holding] = {}
         self._reading: set[str] = set()  # devices whose consumers are open (reading ahead)
+        self._streams: set[str] = set()  # devices a live stream consumes
         self._expired_at = 0.0
         self._on_released = on_released
 
@@ -208,7 +239,27 @@ class _Actor:
         self._submit(lambda: self._release(device_id))
 
     def forget(self, device_id: str) -> None:
-        self._submit(lambda: self._let_go(device_id))
+        self._submit(lambda: self._let_go(device_id, GONE))
+
+    def open_stream(self, device_id: str, window: int, link: StreamLink) -> None:
+        self._run(lambda: self._open_stream(device_id, window, link))
+
+    def ack_stream(self, device_id: str, link: StreamLink, tags: list[int]) -> None:
+        def job() -> None:
+            h = self._holdings.get(device_id)
+            if h is not None and h.stream is link and h.channel.is_open:
+                h.ack(tags)
+
+        self._submit(job)
+
+    def close_stream(self, device_id: str, link: StreamLink) -> None:
+        def job() -> None:
+            h = self._holdings.get(device_id)
+            if h is not None and h.stream is link:
+                h.stream = None  # it ended itself: nothing to tell it
+                self._let_go(device_id)
+
+        self._submit(job)
 
     def held_count(self, device_id: str) -> int:
         h = self._holdings.get(device_id)
@@ -236,7 +287,8 @@ class _Actor:
             raise BrokerUnavailable("the broker is too slow to answer") from None
 
     def _reading_ahead(self) -> bool:
-        return bool(self._reading)
+        """Consumers are open: their deliveries are taken in every READ_AHEAD_EVERY_S."""
+        return bool(self._reading or self._streams)
 
     def _next_job(self) -> tuple[Callable[[], Any], Future] | None | tuple[()]:
         """The next job, or () after a while without one. While consumers are open,
@@ -283,14 +335,20 @@ class _Actor:
 
     def _connection(self) -> BlockingConnection:
         if self._conn is None or not self._conn.is_open:
-            self._holdings.clear()  # the broker put them back when the old one died
-            self._reading.clear()
+            self._forget_holdings()  # the broker put them back when the old one died
             self._conn = pika.BlockingConnection(self._params)
         return self._conn
 
-    def _drop_connection(self) -> None:
+    def _forget_holdings(self) -> None:
+        for h in self._holdings.values():
+            if h.stream is not None:
+                h.stream.end(BROKEN)
         self._holdings.clear()
         self._reading.clear()
+        self._streams.clear()
+
+    def _drop_connection(self) -> None:
+        self._forget_holdings()
         conn, self._conn = self._conn, None
         if conn is not None and conn.is_open:
             with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
@@ -300,17 +358,22 @@ class _Actor:
         h = self._holdings.get(device_id)
         if h is None or not h.channel.is_open:
             self._reading.discard(device_id)
-            if len(self._holdings) >= HOLDINGS_MAX:  # let the longest idle one go
-                oldest = min(self._holdings, key=lambda d: self._holdings[d].used_at)
-                self._let_go(oldest)
+            idle = [d for d, held in self._holdings.items() if held.stream is None]
+            if len(self._holdings) >= HOLDINGS_MAX and idle:  # let the longest idle one go
+                self._let_go(min(idle, key=lambda d: self._holdings[d].used_at))
             h = Holding(self._connection().channel())
             self._holdings[device_id] = h
         h.used_at = time.monotonic()
         return h
 
-    def _let_go(self, device_id: str) -> None:
+    def _let_go(self, device_id: str, why: int = REPLACED) -> None:
+        """Close the device's channel (unacked deliveries go back to their queues); a
+        stream that consumed it is told `why`."""
         self._reading.discard(device_id)
+        self._streams.discard(device_id)
         h = self._holdings.pop(device_id, None)
+        if h is not None and h.stream is not None:
+            h.stream.end(why)
         if h is not None and h.channel.is_open:
             with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
                 h.channel.close()  # unacked deliveries go back to their queues
@@ -325,13 +388,42 @@ class _Actor:
             return
         self._expired_at = now
         limit = now - HOLD_S
-        for device_id in [d for d, h in self._holdings.items() if h.used_at < limit]:
+        idle = [d for d, h in self._holdings.items() if h.used_at < limit and h.stream is None]
+        for device_id in idle:
             self._let_go(device_id)
 
     # ---- one sync, on the owning thread
+    def _open_stream(self, device_id: str, window: int, link: StreamLink) -> None:
+        self._let_go(device_id)  # a sync's holding, or an older stream (REPLACED)
+        h = self._holding(device_id)
+        h.stream = link
+        ch = h.channel
+        try:
+            ch.basic_qos(prefetch_count=window, global_qos=True)  # over both lanes
+            # the broker cancels a consumer whose queue is deleted: the device is gone
+            ch.add_on_cancel_callback(lambda _frame: link.end(GONE))
+            for lane in LANES:
+                ch.basic_consume(self.names.device_queue(device_id, lane), self._to(link, lane))
+        except ChannelClosedByBroker as e:
+            self._holdings.pop(device_id, None)
+            if e.reply_code == 404:
+                raise DeviceNotFound("this device is no longer registered") from None
+            raise BrokerUnavailable(str(e)) from None
+        self._streams.add(device_id)
+
+    @staticmethod
+    def _to(link: StreamLink, lane: str) -> Callable[..., None]:
+        def on_message(_ch, method, props, body) -> None:
+            link.deliver(taken(lane, method, props, body))
+
+        return on_message
+
     def _sync(
         self, device_id: str, ack: set[str], max_n: int, on_settled: Settled | None
     ) -> list[Taken]:
+        streaming = self._holdings.get(device_id)
+        if streaming is not None and streaming.stream is not None:  # a sync ends a stream
+            self._let_go(device_id)
         h = self._holding(device_id)
         acked, held, unknown = split_held(h.held, ack)  # unknown: maybe let go by another
         settled = Settlement(acked=acked)

@@ -57,7 +57,7 @@ def sync_device(
     device_id = session.device_id
 
     def settled(ids_by_counter: dict[str, list[str]]) -> None:
-        counts = _counts(ids_by_counter)
+        counts = counts_of(ids_by_counter)
         if counts:
             count(counts)
 
@@ -122,7 +122,7 @@ def forget_holder(device_id: str, *, d: Delivery) -> None:
     d.signals.wake_devices([device_id])
 
 
-def _counts(ids_by_counter: dict[str, list[str]]) -> Counts:
+def counts_of(ids_by_counter: dict[str, list[str]]) -> Counts:
     """What a Tally adds: (notification id, counter) -> how many."""
     counts: Counts = {}
     for counter, ids in ids_by_counter.items():

@@ -1,0 +1,191 @@
+"""`GET /v1/device/stream` as a service: a live stream of the device's messages over a
+socket, with acks on the same socket (DESIGN "Live stream").
+
+The mailbox holds a broker consumer for the device while the stream is open, with at
+most `window` messages unacked (the broker's prefetch over both lanes): each delivery
+goes through the same decisions as a sync (copies and expired messages are settled,
+never sent; of one collapse key only the newest in sight is sent) and out as a frame;
+the client's acks map back to delivery tags. Everything not acked when the stream ends
+goes back to the queue, and comes back redelivered on the next stream or sync.
+
+Two greenlets (threads) a stream: this one waits for deliveries and sends; a reader
+takes the client's frames. The socket is given as a small interface (`Socket`), so the
+WebSocket details stay in the view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from device_registry.sessions import Session
+from dispatcher.delivery.decisions import Settlement, Taken, collapse, screen
+from dispatcher.delivery.mailbox import BROKEN, REPLACED
+from dispatcher.delivery.sync import Counts, Delivery, claim, counts_of
+from pushbox_core.errors import PushboxError
+from pushbox_core.names import LANES
+
+log = logging.getLogger(__name__)
+
+WINDOW_DEFAULT = 100
+WINDOW_MAX = 500
+ALIVE_EVERY_S = 20.0  # the device's presence and connected mark are renewed this often
+BAD_FRAME = 4000
+DONE = 1000  # the client went away, or closed
+
+
+class Socket(Protocol):
+    def receive(self, timeout: float | None = None) -> str | bytes | None: ...
+
+    def send(self, data: str | bytes) -> None: ...
+
+    def close(self, reason: int, message: str) -> None: ...
+
+
+class SocketClosed(Exception):
+    """The client's side of the socket is gone (the view maps its library's error)."""
+
+
+_END = object()
+
+
+class Outbox:
+    """The mailbox's side of the stream (a StreamLink): deliveries and the end, in order,
+    handed from the mailbox's thread to the stream's."""
+
+    def __init__(self) -> None:
+        self._items: queue.Queue[Taken | object] = queue.Queue()
+        self.code: int | None = None
+
+    def deliver(self, t: Taken) -> None:
+        self._items.put(t)
+
+    def end(self, code: int) -> None:
+        if self.code is None:
+            self.code = code
+            self._items.put(_END)
+
+    def take(self, timeout: float) -> list[Taken]:
+        """What has landed: waits up to `timeout` for the first, then takes the rest
+        that is there already. Empty when nothing came, or the stream ended."""
+        try:
+            first = self._items.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        got: list[Taken | object] = [first]
+        with contextlib.suppress(queue.Empty):
+            while True:
+                got.append(self._items.get_nowait())
+        return [t for t in got if isinstance(t, Taken)]
+
+
+def stream_device(
+    session: Session,
+    window: int,
+    socket: Socket,
+    *,
+    d: Delivery,
+    count: Callable[[Counts], None],
+    alive: Callable[[], None],
+) -> int:
+    """Stream until the client goes, the device is taken over or deleted, or the broker
+    is lost; returns the close code (the caller closes the socket with it)."""
+    device_id = session.device_id
+    claim(device_id, d=d)  # another instance's sync or stream lets go first
+    outbox = Outbox()
+    d.mailbox.open_stream(device_id, window, outbox)
+    in_flight: dict[str, Taken] = {}  # sent, not acked: by id
+    lock = threading.Lock()
+
+    def settle(settled: Settlement) -> None:
+        tags = settled.tags()
+        if tags:
+            d.mailbox.ack_stream(device_id, outbox, tags)
+        counts = counts_of(settled.counts())
+        if counts:
+            count(counts)
+
+    def read() -> None:
+        """The client's frames: acks (ids not in flight here are ignored)."""
+        while outbox.code is None:
+            try:
+                frame = socket.receive()
+            except SocketClosed:
+                outbox.end(DONE)
+                return
+            ids = _acked_ids(frame)
+            if ids is None:
+                outbox.end(BAD_FRAME)
+                return
+            with lock:
+                acked = [in_flight.pop(i) for i in dict.fromkeys(ids) if i in in_flight]
+            settle(Settlement(acked=acked))
+
+    reader = threading.Thread(target=read, daemon=True, name=f"stream-{device_id}")
+    reader.start()
+    mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+    alive_at = time.monotonic()
+    try:
+        while outbox.code is None:
+            batch = outbox.take(timeout=1.0)
+            if batch:
+                for frame in _frames(batch, in_flight, lock, settle):
+                    socket.send(frame)
+            if time.monotonic() - alive_at >= ALIVE_EVERY_S:
+                mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+                alive()
+                alive_at = time.monotonic()
+    except SocketClosed:
+        outbox.end(DONE)
+    except PushboxError as e:  # Redis or the broker, while streaming
+        log.warning("device %s: stream ended: %s", device_id, e)
+        outbox.end(BROKEN)
+    finally:
+        d.mailbox.close_stream(device_id, outbox)
+        with contextlib.suppress(PushboxError):
+            d.connections.disconnect(device_id, mark)
+    return outbox.code or DONE
+
+
+def _frames(
+    batch: list[Taken],
+    in_flight: dict[str, Taken],
+    lock: threading.Lock,
+    settle: Callable[[Settlement], None],
+) -> list[bytes]:
+    """The decisions of a sync over what just landed (high lane first): the frames to
+    send; what must not be sent is settled."""
+    settled = Settlement()
+    lanes = [[t for t in batch if t.lane == lane] for lane in LANES]
+    with lock:
+        live = screen(
+            (t for lane in lanes for t in lane), int(time.time() * 1000), set(in_flight), settled
+        )
+        kept = collapse(live, settled)
+        for t in kept:
+            in_flight[t.id] = t
+    settle(settled)
+    return [b'{"op":"message",' + t.wire()[1:] for t in kept]
+
+
+def _acked_ids(frame: str | bytes | None) -> list[str] | None:
+    """The ids of an ack frame; None for anything else (a bad frame)."""
+    try:
+        message = json.loads(frame or b"")
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("op") != "ack":
+        return None
+    ids = message.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return ids
+
+
+__all__ = ["REPLACED", "WINDOW_DEFAULT", "WINDOW_MAX", "Socket", "SocketClosed", "stream_device"]

@@ -1,0 +1,125 @@
+"""`GET /v1/device/stream`: the live stream, a WebSocket (flask-sock on simple-websocket,
+under gunicorn's gevent workers). What is checked before the upgrade answers in HTTP
+(422 for a bad `window`, 401/403 for a bad token in the header); after it, in close
+codes (DESIGN "Live stream"): 4000 bad frame, 4001 replaced, 4003 auth, 4004 device
+deleted, 1011 a dependency is down. The streaming itself is dispatcher.delivery.stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from flask import Blueprint, g, request
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
+
+from device_registry import services
+from device_registry.sessions import Session
+from dispatcher.delivery import stream
+from dispatcher.delivery.mailbox import BROKEN, GONE
+from push_api.auth import SESSION_TOKEN_PREFIX, require_device
+from push_api.deps import deps
+from pushbox_core.errors import (
+    DependencyDown,
+    DeviceNotFound,
+    InvalidRequest,
+    PushboxError,
+    RateLimited,
+    Unauthorized,
+)
+
+AUTH = 4003
+AUTH_FRAME_WAIT_S = 5.0
+PING_EVERY_S = 25  # keeps idle streams open through nginx and NATs
+FRAME_MAX_BYTES = 256 * 1024  # an ack of 500 ids is ~20 KB
+
+blp = Blueprint("stream", __name__)
+sock = Sock()
+
+# what simple-websocket's Server takes (flask-sock reads it from the app's config)
+SERVER_OPTIONS = {"ping_interval": PING_EVERY_S, "max_message_size": FRAME_MAX_BYTES}
+
+
+@blp.before_request
+def before_upgrade() -> None:
+    """What can be refused in HTTP, before the upgrade."""
+    raw = request.args.get("window", str(stream.WINDOW_DEFAULT))
+    if not raw.isdigit() or not 1 <= int(raw) <= stream.WINDOW_MAX:
+        raise InvalidRequest(f"window must be 1 to {stream.WINDOW_MAX}", "window")
+    g.window = int(raw)
+    # a token in the header is checked now; browsers send theirs in the first frame
+    g.session = require_device() if request.headers.get("Authorization") else None
+
+
+@sock.route("/v1/device/stream", bp=blp)
+def device_stream(ws) -> None:
+    socket = _Socket(ws)
+    try:
+        session = g.session or _first_frame_auth(socket)
+    except (Unauthorized, RateLimited, stream.SocketClosed):
+        socket.close(AUTH, "authentication failed: send {op: auth, token} first")
+        return
+    d = deps()
+    try:
+        code = stream.stream_device(
+            session,
+            g.window,
+            socket,
+            d=d.delivery,
+            count=d.tally.add,
+            alive=lambda: d.sessions.seen(session.device_id),
+        )
+    except DeviceNotFound:
+        code = GONE
+    except (DependencyDown, PushboxError):
+        code = BROKEN
+    socket.close(code, REASONS.get(code, ""))
+
+
+REASONS = {
+    stream.BAD_FRAME: "bad frame: send JSON {op: ack, ids: [...]}",
+    stream.REPLACED: "replaced by a newer stream or sync of this device",
+    GONE: "the device was deleted",
+    BROKEN: "a dependency is down: reconnect shortly, nothing is lost",
+}
+
+
+def _first_frame_auth(socket: _Socket) -> Session:
+    """{"op": "auth", "token": "st_..."} within AUTH_FRAME_WAIT_S of the upgrade."""
+    frame = socket.receive(timeout=AUTH_FRAME_WAIT_S)
+    try:
+        message = json.loads(frame or b"")
+        token = message["token"] if message.get("op") == "auth" else ""
+    except (ValueError, TypeError, KeyError, AttributeError):
+        token = ""
+    if not isinstance(token, str) or not token.startswith(SESSION_TOKEN_PREFIX):
+        raise Unauthorized("no auth frame")
+    d = deps()
+    session = services.authenticate_device(token, sessions=d.sessions)
+    d.sessions.seen(session.device_id)
+    d.limiter.check(d.limiter.device, session.device_id)
+    return session
+
+
+class _Socket:
+    """simple-websocket's Server as dispatcher.delivery.stream.Socket."""
+
+    def __init__(self, ws) -> None:
+        self._ws = ws
+
+    def receive(self, timeout: float | None = None) -> str | bytes | None:
+        try:
+            return self._ws.receive(timeout=timeout)
+        except ConnectionClosed:
+            raise stream.SocketClosed() from None
+
+    def send(self, data: str | bytes) -> None:
+        try:
+            self._ws.send(data.decode() if isinstance(data, bytes) else data)
+        except ConnectionClosed:
+            raise stream.SocketClosed() from None
+
+    def close(self, reason: int, message: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            self._ws.close(reason=reason, message=message)
