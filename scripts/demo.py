@@ -16,6 +16,7 @@ import secrets
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -100,9 +101,49 @@ def main() -> int:
     for phone in phones.values():
         phone.flush_acks()
     print("\ndone: every phone saw each message once, in priority then send order")
+    chat(http, shop)
     with local_apns() as apns:
         wake_a_closed_app(http, apns)
     return 0
+
+
+def chat(http: requests.Session, shop: dict) -> None:
+    """Two phones on the live stream: each message shows the moment it lands."""
+    send = {"Authorization": f"Bearer {shop['server_key']}"}
+    phones = {name: Phone(BASE, shop["app_key"], user_id=f"chat-{name}") for name in ("ann", "ben")}
+    stop = threading.Event()
+    sent_at: dict[str, float] = {}
+
+    def listen(name: str, phone: Phone) -> None:
+        def show_line(m: dict) -> None:
+            ms = (time.monotonic() - sent_at.get(m["id"], time.monotonic())) * 1000
+            print(f"  {name:4} sees  {m['body']!r:28} ({ms:.0f} ms after the send)", flush=True)
+
+        phone.stream(show_line, until=stop.is_set)
+
+    for phone in phones.values():
+        phone.open_session()
+    threads = [threading.Thread(target=listen, args=item, daemon=True) for item in phones.items()]
+    print("\n5. ann and ben open the live stream (a WebSocket) and chat through the backend")
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # let both streams open
+    script = [
+        ("ann", "ben", "lunch at noon?"),
+        ("ben", "ann", "sure, the usual place"),
+        ("ann", "ben", "see you there"),
+    ]
+    for author, to, text in script:
+        r = http.post(
+            f"{BASE}/v1/notifications",
+            headers=send,
+            json={"to": {"user_id": f"chat-{to}"}, "body": f"{author}: {text}", "wake": "none"},
+        )
+        sent_at[r.json()["id"]] = time.monotonic()
+        time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(5)
 
 
 class Standin:
@@ -183,7 +224,7 @@ def wake_a_closed_app(http: requests.Session, apns: Standin) -> None:
     )
     dave.open_session()
     print(
-        f"\n5. dave's iPhone (device {dave.device_id}) registers its APNs token, then he"
+        f"\n6. dave's iPhone (device {dave.device_id}) registers its APNs token, then he"
         " closes the app"
     )
     http.post(f"{BASE}/v1/broadcasts", json={"title": "Flash sale: 2 hours"}, headers=send)

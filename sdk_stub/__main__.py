@@ -1,6 +1,7 @@
 """`python -m sdk_stub`: be one phone, or many, against a running Pushbox.
 
 python -m sdk_stub phone --app-key ak_... --state phone.json [--user alice] [--topic deals]
+python -m sdk_stub phone --app-key ak_... --state phone.json --stream [--window 100]
 python -m sdk_stub simulate --app-key ak_... --devices 100 --seconds 30
 """
 
@@ -23,6 +24,18 @@ def run_phone(args: argparse.Namespace) -> int:
     phone.open_session()
     print(f"device {phone.device_id}: listening (Ctrl-C to stop)", flush=True)
     deadline = time.monotonic() + args.seconds if args.seconds else None
+    if args.stream:
+        try:
+            code = phone.stream(
+                lambda m: print(json.dumps(m), flush=True),
+                window=args.window,
+                until=lambda: deadline is not None and time.monotonic() >= deadline,
+            )
+        except KeyboardInterrupt:
+            return 0
+        if code == 4001:
+            print("replaced by another connection of this device", file=sys.stderr)
+        return 0
     try:
         while deadline is None or time.monotonic() < deadline:
             for m in phone.sync(wait=args.wait, max=100):
@@ -76,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topic", action="append")
     p.add_argument("--wait", type=float, default=25)
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    p.add_argument("--stream", action="store_true", help="the live stream, not long polls")
+    p.add_argument("--window", type=int, default=100, help="with --stream: unacked in flight")
     s = sub.add_parser("simulate", help="many phones long-polling at once")
     s.add_argument("--devices", type=int, default=10)
     s.add_argument("--seconds", type=float, default=10)

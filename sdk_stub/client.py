@@ -8,6 +8,7 @@ session when the old one expired, and registers again if its device is gone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import websocket
 
 SEEN_IDS_KEPT = 20_000
 RETRIES = 5
@@ -219,6 +221,87 @@ class Phone:
             got += fresh
             if not self.state.to_ack:
                 return got
+
+    def stream(
+        self,
+        handle: Callable[[dict], None],
+        *,
+        window: int = 100,
+        until: Callable[[], bool] = lambda: False,
+        ack_every_s: float = 0.2,
+    ) -> int:
+        """Stay on the live stream: each message the app has not seen goes to `handle`
+        once (dedupe by id, as sync), and is acked on the socket in batches. Reconnects
+        when the stream drops (a dependency down, the network), with a new session
+        after 4003 and a new registration after 4004. Returns the close code when this
+        device was taken over by a newer stream or sync (4001), or 1000 once `until()`."""
+        url = "ws" + self.base.removeprefix("http") + f"/v1/device/stream?window={window}"
+        backoff = 0.2
+        while not until():
+            try:
+                ws = websocket.create_connection(
+                    url, header=[f"Authorization: {self._auth()['Authorization']}"], timeout=1.0
+                )
+            except websocket.WebSocketBadStatusException as e:
+                if e.status_code not in (401, 503):
+                    raise SdkError(e.status_code, str(e)) from None
+                self.token = None
+                self.sleep(backoff)
+                continue
+            except (websocket.WebSocketException, OSError):
+                self.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            code = self._pump(ws, handle, until, ack_every_s, window)
+            if code == 4001:
+                return code
+            if code in (4003, 4004):
+                self.token = None
+                if code == 4004:
+                    self.state.device_secret = None  # deleted: register again
+        return 1000
+
+    def _pump(self, ws, handle, until, ack_every_s: float, window: int) -> int:
+        """One stream's life: messages in, acks out; its close code."""
+        to_ack: list[str] = []
+        acked_at = time.monotonic()
+
+        def flush() -> None:
+            nonlocal acked_at
+            if to_ack:
+                ws.send(json.dumps({"op": "ack", "ids": to_ack}))
+                to_ack.clear()
+            acked_at = time.monotonic()
+
+        try:
+            while not until():
+                try:
+                    opcode, data = ws.recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
+                    flush()
+                    continue
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    return int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                if opcode != websocket.ABNF.OPCODE_TEXT:
+                    continue
+                m = json.loads(data)
+                if m.get("op") != "message":
+                    continue
+                if m["id"] not in self._seen_set:
+                    handle(m)
+                    self._remember(m["id"])
+                to_ack.append(m["id"])  # handled now or before: ack it
+                if len(to_ack) >= window // 2 or time.monotonic() - acked_at >= ack_every_s:
+                    flush()
+            flush()
+            return 1000
+        except (websocket.WebSocketException, OSError):
+            return 1006  # the connection dropped: what was not acked comes back
+        finally:
+            self.state.save(self.state_file)
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.close()
 
     def go_offline(self) -> None:
         self.online = False

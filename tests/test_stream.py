@@ -387,3 +387,26 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(status.parent.name))
     return out
+
+
+def test_the_sdk_streams_each_message_to_the_app_once_and_acks_it(http, stack, shop, backend):
+    import threading
+
+    from sdk_stub import Phone as SdkPhone
+
+    phone = SdkPhone(stack.base, shop["app_key"])
+    phone.open_session()
+    got: list[dict] = []
+    done = threading.Event()
+    codes: list[int] = []
+    thread = threading.Thread(
+        target=lambda: codes.append(phone.stream(got.append, until=done.is_set)), daemon=True
+    )
+    thread.start()
+    ids = [backend.notify(phone.device_id, title=f"live {i}") for i in range(3)]
+    assert eventually(lambda: len(got) >= 3)
+    assert eventually(lambda: backend.stats(ids[-1])["acked"] == 1)
+    done.set()
+    thread.join(10)
+    assert [m["id"] for m in got] == ids and codes == [1000]
+    assert phone.sync() == []  # all acked: nothing comes back
