@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pymysql
 
@@ -185,6 +185,28 @@ class Store:
             (new, app_id, provider, old),
         )
 
+    def retry_rejected_credential(
+        self, app_id: str, provider: str, sealed: str, every_s: int
+    ) -> bool:
+        """Rejected credentials are tried again at most once every `every_s`: True for the
+        one caller that takes this turn (it moves rejected_at to now)."""
+        with self.db.connection() as conn, conn.cursor() as cur:
+            n = cur.execute(
+                "UPDATE app_credentials SET rejected_at = UTC_TIMESTAMP(6)"
+                " WHERE app_id = %s AND provider = %s AND sealed = %s AND status = 'rejected'"
+                " AND rejected_at < UTC_TIMESTAMP(6) - INTERVAL %s SECOND",
+                (app_id, provider, sealed, every_s),
+            )
+        return bool(n)
+
+    def credential_accepted(self, app_id: str, provider: str, sealed: str) -> None:
+        """Rejected credentials that a platform took again are active again."""
+        self.db.execute(
+            "UPDATE app_credentials SET status = 'active', rejected_reason = NULL,"
+            " rejected_at = NULL WHERE app_id = %s AND provider = %s AND sealed = %s",
+            (app_id, provider, sealed),
+        )
+
     def delete_credential(self, app_id: str, provider: str) -> None:
         self.db.execute(
             "DELETE FROM app_credentials WHERE app_id = %s AND provider = %s", (app_id, provider)
@@ -310,15 +332,22 @@ class Store:
         args: list[object] = [values[f] for f in DEVICE_FIELDS if f in values]
         if "push_token" in values:
             push: PushToken | None = values["push_token"]
+            # the same token again keeps its verdict: a token the platform called dead
+            # stays unused until the device sends a new one (MySQL assigns left to
+            # right, so these read the row's old token before it is replaced)
+            same = "push_token <=> %s AND push_status = 'invalid'"
             sets += [
+                f"push_status = CASE WHEN %s IS NULL THEN NULL WHEN {same} THEN 'invalid'"
+                " ELSE 'active' END",
+                f"push_invalid_reason = IF({same}, push_invalid_reason, NULL)",
+                f"push_token_at = CASE WHEN %s IS NULL THEN NULL WHEN {same} THEN push_token_at"
+                " ELSE UTC_TIMESTAMP(6) END",
                 "push_provider = %s",
                 "push_token = %s",
-                "push_status = %s",
-                "push_invalid_reason = NULL",
-                "push_token_at = IF(%s IS NULL, NULL, UTC_TIMESTAMP(6))",
             ]
             token = push.token if push else None
-            args += [push.provider if push else None, token, "active" if push else None, token]
+            provider = push.provider if push else None
+            args += [token, token, token, token, token, provider, token]
         if status is not None:
             sets.append("status = %s")
             args.append(status)
@@ -410,11 +439,22 @@ class Store:
         return [(str(r["id"]), bool(r["wakeable"])) for r in rows]
 
     def wake_targets(
-        self, app_id: str, device_ids: list[str] | None = None, *, after: int = 0, limit: int = 1000
+        self,
+        app_id: str,
+        device_ids: list[str] | None = None,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        registered_by_ms: int | None = None,
     ) -> list[WakeTarget]:
         """Active devices of the app with an active push token: these ids, or (None) the
-        app's, in id order from `after`, `limit` at a time."""
-        where, args = "app_id = %s AND status = 'active' AND push_status = 'active'", [app_id]
+        app's that were registered by then (a broadcast reached only those), in id
+        order from `after`, `limit` at a time."""
+        where = "app_id = %s AND status = 'active' AND push_status = 'active'"
+        args: list[object] = [app_id]
+        if device_ids is None and registered_by_ms is not None:
+            where += " AND created_at <= %s"  # UTC, as written
+            args.append(datetime.fromtimestamp(registered_by_ms / 1000, UTC).replace(tzinfo=None))
         if device_ids is not None:
             ids = [i for i in device_ids if i.isdigit()]
             if not ids:

@@ -56,11 +56,12 @@ class Pushbox:
     sealer: Sealer | None  # None without PUSH_SECRETS_KEY: credentials can't be stored
 
     def close(self) -> None:
-        """Send what waits in the batchers, then close every connection."""
+        """Stop reading mailboxes, send what waits in the batchers (the counts of the
+        last acks too), then close every connection."""
+        self.delivery.mailbox.close()
         self.tally.flush()
         self.delivery.signals.close()
         self.delivery.listener.close()
-        self.delivery.mailbox.close()
         self.limiter.close()
         self.store.close()
         self.notifications.close()

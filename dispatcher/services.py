@@ -103,11 +103,11 @@ def notify(
         mandatory=True,
         repair=tuple(devices),
     )
-    _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
+    published = _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
     d.signals.wake_devices(devices)
     wakeable = [device_id for device_id, has_token in found if has_token]
     mode = wake_mode(content)
-    if wakeable and mode != "none":
+    if published and wakeable and mode != "none":
         d.wakes.request(WakeJob.of(app_id, message, mode, wakeable))
     return Sent(message.id, len(devices))
 
@@ -148,7 +148,8 @@ def _record_and_publish(
     origin: str,
     *,
     d: Dispatch,
-) -> None:
+) -> bool:
+    """Whether it was published now (False: an order event's message, sent before)."""
     # an id not made here (an order event's, a resend's) may come back after a crash
     # or an unconfirmed publish: it is recorded as "sending" until the broker confirmed,
     # and published again if it comes back so
@@ -158,7 +159,7 @@ def _record_and_publish(
     )
     if earlier == "sent" and origin == EVENT:  # a resend's row may say sent, unconfirmed
         log.info("notification %s was sent already; not sending it again", message.id)
-        return
+        return False
     try:
         try:
             _publish(message, route, d=d)
@@ -184,6 +185,7 @@ def _record_and_publish(
         raise
     if fixed_id:
         d.notifications.mark_sent(message.id)
+    return True
 
 
 def _publish(message: Message, route: Destination, *, d: Dispatch) -> None:

@@ -94,7 +94,7 @@ def on_pushbox_error(exc: PushboxError):
         extra["id"] = exc.message_id
         return body(503, UNCONFIRMED.format(id=exc.message_id), name, **extra), 503, headers
     if isinstance(exc, InvalidRequest) and exc.field:
-        extra["errors"] = {"json": {exc.field: [str(exc)]}}
+        extra["errors"] = {exc.location: {exc.field: [str(exc)]}}
     if code == 500:
         log.error("unmapped Pushbox error", exc_info=exc)
         return body(500, "internal error"), 500

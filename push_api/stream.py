@@ -30,6 +30,7 @@ from pushbox_core.errors import (
 )
 
 AUTH = 4003
+TRY_AGAIN_LATER = 1013  # the device's rate limit (RFC 6455's "try again later")
 AUTH_FRAME_WAIT_S = 5.0
 PING_EVERY_S = 25  # keeps idle streams open through nginx and NATs
 FRAME_MAX_BYTES = 256 * 1024  # an ack of 500 ids is ~20 KB
@@ -46,7 +47,7 @@ def before_upgrade() -> None:
     """What can be refused in HTTP, before the upgrade."""
     raw = request.args.get("window", str(stream.WINDOW_DEFAULT))
     if not raw.isdigit() or not 1 <= int(raw) <= stream.WINDOW_MAX:
-        raise InvalidRequest(f"window must be 1 to {stream.WINDOW_MAX}", "window")
+        raise InvalidRequest(f"window must be 1 to {stream.WINDOW_MAX}", "window", "query")
     g.window = int(raw)
     # a token in the header is checked now; browsers send theirs in the first frame
     g.session = require_device() if request.headers.get("Authorization") else None
@@ -57,8 +58,14 @@ def device_stream(ws) -> None:
     socket = _Socket(ws)
     try:
         session = g.session or _first_frame_auth(socket)
-    except (Unauthorized, RateLimited, stream.SocketClosed):
+    except (Unauthorized, stream.SocketClosed):
         socket.close(AUTH, "authentication failed: send {op: auth, token} first")
+        return
+    except RateLimited:
+        socket.close(TRY_AGAIN_LATER, "too many requests from this device")
+        return
+    except PushboxError:  # a dependency is down
+        socket.close(BROKEN, REASONS[BROKEN])
         return
     d = deps()
     try:

@@ -28,9 +28,10 @@ class NotificationNotFound(NotFound):
 class InvalidRequest(PushboxError):
     """A request that parsed but makes no sense (422)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, location: str = "json"):
         super().__init__(message)
         self.field = field
+        self.location = location  # where the field is: json (the body), query, headers
 
 
 class PayloadTooLarge(PushboxError):

@@ -538,12 +538,25 @@ def local_env(run_dir: Path) -> dict[str, str]:
 
 
 def kept_secret(path: Path, make) -> str:
-    """The secret in `path`, made (readable by its owner only) when it is not there."""
-    if not path.exists():
+    """The secret in `path`, made (readable by its owner only) when it is not there:
+    written whole to a temporary file, then linked into place, so that a crash never
+    leaves an empty secret and two `make up` at once agree on one."""
+    if not path.exists() or not path.read_text().strip():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(make())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            if path.exists():  # empty: a crash of an older make up
+                path.unlink()
+            os.link(tmp, path)  # fails if another make up made it meanwhile: theirs holds
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 

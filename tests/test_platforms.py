@@ -811,3 +811,35 @@ def test_push_without_title_or_body_still_shows_something_when_alert() -> None:
     push = dataclasses.replace(make_push(), title=None, body=None)
     assert fcm_message(push)["notification"] == {"title": PRIVATE_TITLE}
     assert json.loads(apns_payload(push))["aps"]["alert"] == {"title": PRIVATE_TITLE}
+
+
+def test_an_fcm_404_that_names_no_token_is_not_a_dead_token():
+    """A wrong project id or URL answers 404 too: it must not mark every token dead."""
+    from dispatcher.platforms.fcm import classify
+
+    body = json.dumps(
+        {
+            "error": {
+                "code": 404,
+                "message": "Requested entity was not found.",
+                "status": "NOT_FOUND",
+            }
+        }
+    ).encode()
+    assert classify(404, body).result == "failed"
+    unregistered = json.dumps(
+        {
+            "error": {
+                "code": 404,
+                "status": "NOT_FOUND",
+                "message": "Requested entity was not found.",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                        "errorCode": "UNREGISTERED",
+                    }
+                ],
+            }
+        }
+    ).encode()
+    assert classify(404, unregistered).result == "invalid_token"

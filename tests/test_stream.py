@@ -410,3 +410,54 @@ def test_the_sdk_streams_each_message_to_the_app_once_and_acks_it(http, stack, s
     thread.join(10)
     assert [m["id"] for m in got] == ids and codes == [1000]
     assert phone.sync() == []  # all acked: nothing comes back
+
+
+def test_a_stream_older_than_a_claim_still_ends_when_the_device_syncs_elsewhere(
+    phone, backend, stack, app, names
+):
+    """The holder key expires after 5 minutes unless renewed: here it is dropped, as its
+    expiry would, and the stream's renewal (every 20 s) is not waited for: the claim
+    names a process that lets go, and a stream whose claim is gone must still end."""
+    redis = app.extensions["pushbox"].redis
+    ws = phone.stream(base=stack.instances[0])
+    sent = backend.notify(phone.device_id, title="a")
+    assert [m["id"] for m in frames(ws, 1)] == [sent]
+    claim = redis.get(names.holder_key(phone.device_id))
+    assert claim and claim.split(" ")[0].startswith("api-")
+    redis.delete(names.holder_key(phone.device_id))
+    redis.set(names.holder_key(phone.device_id), claim, ex=300)  # as a renewal keeps it
+    assert [m["id"] for m in phone.sync(base=stack.instances[1])] == [sent]
+    assert close_code(ws) == 4001
+
+
+def test_a_stale_long_poll_does_not_take_messages_from_a_newer_stream(phone, backend, stack):
+    """A sync waiting on one instance, then a stream on the same instance: the stream is
+    the device's now; the old request ends empty and the message goes to the stream."""
+    import threading
+
+    import requests
+
+    answer: dict = {}
+
+    def wait() -> None:
+        with requests.Session() as s:
+            answer["r"] = s.post(
+                f"{stack.instances[0]}/v1/device/sync",
+                json={"wait": 20},
+                headers=bearer(phone.token),
+                timeout=30,
+            )
+
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    time.sleep(0.5)  # let it wait
+    ws = phone.stream(base=stack.instances[0])
+    try:
+        time.sleep(0.5)  # let the stream claim the device
+        sent = backend.notify(phone.device_id, title="for the stream")
+        assert [m["id"] for m in frames(ws, 1)] == [sent]
+        waiting.join(25)
+        assert answer["r"].json()["messages"] == []
+        assert nothing_more(ws)
+    finally:
+        ws.close()

@@ -118,6 +118,9 @@ class StreamLink(Protocol):
 
     def end(self, code: int) -> None: ...
 
+    @property
+    def ended(self) -> bool: ...
+
 
 def _header(props: pika.BasicProperties, name: str) -> Any:
     value = (props.headers or {}).get(name)
@@ -187,9 +190,12 @@ class Mailbox:
         (an older stream is told REPLACED). Raises DeviceNotFound, BrokerUnavailable."""
         self._actor(device_id).open_stream(device_id, window, link)
 
-    def ack_stream(self, device_id: str, link: StreamLink, tags: list[int]) -> None:
-        """Ack these delivery tags of the stream's consumer (in the background)."""
-        self._actor(device_id).ack_stream(device_id, link, tags)
+    def ack_stream(
+        self, device_id: str, link: StreamLink, tags: list[int], then: Callable[[], None]
+    ) -> None:
+        """Ack these delivery tags of the stream's consumer (in the background); `then`
+        runs once they are acked (not if the stream's channel is gone: they come back)."""
+        self._actor(device_id).ack_stream(device_id, link, tags, then)
 
     def close_stream(self, device_id: str, link: StreamLink) -> None:
         """The stream ended: what it had in flight and unacked goes back to the queue."""
@@ -244,11 +250,14 @@ class _Actor:
     def open_stream(self, device_id: str, window: int, link: StreamLink) -> None:
         self._run(lambda: self._open_stream(device_id, window, link))
 
-    def ack_stream(self, device_id: str, link: StreamLink, tags: list[int]) -> None:
+    def ack_stream(
+        self, device_id: str, link: StreamLink, tags: list[int], then: Callable[[], None]
+    ) -> None:
         def job() -> None:
             h = self._holdings.get(device_id)
             if h is not None and h.stream is link and h.channel.is_open:
                 h.ack(tags)
+                then()
 
         self._submit(job)
 
@@ -329,6 +338,7 @@ class _Actor:
                 if self._conn is not None and self._conn.is_open:
                     self._conn.process_data_events(0)  # heartbeats
                 self._expire_holdings()
+                self._end_broken_streams()
             except (AMQPError, *CONNECTION_ERRORS) as e:
                 log.warning("mailbox connection lost: %s", e)
                 self._drop_connection()
@@ -393,8 +403,22 @@ class _Actor:
             self._let_go(device_id)
 
     # ---- one sync, on the owning thread
+    def _end_broken_streams(self) -> None:
+        """A channel the broker closed (a consumer timeout, a queue gone) says nothing
+        to a consumer: its stream would wait forever. It ends, and the client comes back."""
+        for device_id in list(self._streams):
+            h = self._holdings.get(device_id)
+            if h is None or not h.channel.is_open:
+                self._let_go(device_id, BROKEN)
+
     def _open_stream(self, device_id: str, window: int, link: StreamLink) -> None:
+        if link.ended:  # its caller gave up waiting for this job
+            return
         self._let_go(device_id)  # a sync's holding, or an older stream (REPLACED)
+        if len(self._holdings) >= HOLDINGS_MAX and not any(
+            h.stream is None for h in self._holdings.values()
+        ):
+            raise BrokerUnavailable("this API process holds all the streams it can")
         h = self._holding(device_id)
         h.stream = link
         ch = h.channel

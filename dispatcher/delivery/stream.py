@@ -71,6 +71,10 @@ class Outbox:
             self.code = code
             self._items.put(_END)
 
+    @property
+    def ended(self) -> bool:
+        return self.code is not None
+
     def take(self, timeout: float) -> list[Taken]:
         """What has landed: waits up to `timeout` for the first, then takes the rest
         that is there already. Empty when nothing came, or the stream ended."""
@@ -97,28 +101,35 @@ def stream_device(
     """Stream until the client goes, the device is taken over or deleted, or the broker
     is lost; returns the close code (the caller closes the socket with it)."""
     device_id = session.device_id
-    claim(device_id, d=d)  # another instance's sync or stream lets go first
+    mine = claim(device_id, d=d)  # another instance's sync or stream lets go first
     outbox = Outbox()
-    d.mailbox.open_stream(device_id, window, outbox)
+    try:
+        d.mailbox.open_stream(device_id, window, outbox)
+    except BaseException:
+        outbox.end(BROKEN)  # a job that runs late opens nothing
+        raise
     in_flight: dict[str, Taken] = {}  # sent, not acked: by id
     lock = threading.Lock()
 
     def settle(settled: Settlement) -> None:
         tags = settled.tags()
-        if tags:
-            d.mailbox.ack_stream(device_id, outbox, tags)
+        if not tags:
+            return
         counts = counts_of(settled.counts())
-        if counts:
-            count(counts)
+        # counted once the broker has the acks: acks that never reach it (the stream
+        # ended meanwhile) come back with their messages, and count then
+        d.mailbox.ack_stream(device_id, outbox, tags, lambda: count(counts) if counts else None)
 
     def read() -> None:
         """The client's frames: acks (ids not in flight here are ignored)."""
         while outbox.code is None:
             try:
-                frame = socket.receive()
+                frame = socket.receive(timeout=1.0)
             except SocketClosed:
                 outbox.end(DONE)
                 return
+            if frame is None:
+                continue  # nothing yet: look again whether the stream still runs
             ids = _acked_ids(frame)
             if ids is None:
                 outbox.end(BAD_FRAME)
@@ -129,18 +140,20 @@ def stream_device(
 
     reader = threading.Thread(target=read, daemon=True, name=f"stream-{device_id}")
     reader.start()
-    mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
-    alive_at = time.monotonic()
+    mark = None
+    alive_at = 0.0
     try:
         while outbox.code is None:
+            if time.monotonic() - alive_at >= ALIVE_EVERY_S:
+                # connected (no platform wake), online, and still the device's holder
+                mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+                d.holders.renew(device_id, mine)
+                alive()
+                alive_at = time.monotonic()
             batch = outbox.take(timeout=1.0)
             if batch:
                 for frame in _frames(batch, in_flight, lock, settle):
                     socket.send(frame)
-            if time.monotonic() - alive_at >= ALIVE_EVERY_S:
-                mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
-                alive()
-                alive_at = time.monotonic()
     except SocketClosed:
         outbox.end(DONE)
     except PushboxError as e:  # Redis or the broker, while streaming
@@ -148,8 +161,9 @@ def stream_device(
         outbox.end(BROKEN)
     finally:
         d.mailbox.close_stream(device_id, outbox)
-        with contextlib.suppress(PushboxError):
-            d.connections.disconnect(device_id, mark)
+        if mark is not None:
+            with contextlib.suppress(PushboxError):
+                d.connections.disconnect(device_id, mark)
     return outbox.code or DONE
 
 

@@ -61,7 +61,7 @@ def sync_device(
         if counts:
             count(counts)
 
-    claim(device_id, d=d)
+    mine = claim(device_id, d=d)
     woken = None
     if req.wait_s > 0:
         woken = d.listener.waiter(Names.wake_device(device_id), Names.wake_app(session.app_id))
@@ -76,9 +76,9 @@ def sync_device(
             if left <= 0 or not woken.wait(left):
                 break
             woken.clear()
-            holder = d.holders.current(device_id)
-            if holder is not None and holder != d.instance:
-                break  # the device synced elsewhere meanwhile: this request is stale
+            current = d.holders.current(device_id)
+            if current is not None and current != mine:
+                break  # a newer sync or stream of the device (here or elsewhere): stale
             messages = d.mailbox.sync(device_id, [], req.max, settled)
         return messages
     finally:
@@ -95,20 +95,21 @@ def _disconnect(device_id: str, mark: str, *, d: Delivery) -> None:
         log.warning("device %s: could not clear its connected mark", device_id)
 
 
-def claim(device_id: str, *, d: Delivery) -> None:
+def claim(device_id: str, *, d: Delivery) -> str:
     """Become the process that holds the device's messages: if another one held them,
     ask it to let go, and wait until it did (reading before would return newer
-    messages first and miss the acks)."""
+    messages first and miss the acks). Returns the claim (see holders.py)."""
     d.listener.listen()  # this process may hold messages: it must hear requests to let go
-    previous = d.holders.claim(device_id, d.instance)
+    mine, previous = d.holders.claim(device_id, d.instance)
     if previous is None or previous == d.instance:
-        return
+        return mine
     released = d.listener.waiter(Names.released(device_id))
     try:
         if d.signals.ask_release(previous, device_id) and not released.wait(RELEASE_WAIT_S):
             raise DependencyDown("the device's previous API instance")
     finally:
         d.listener.forget(released)
+    return mine
 
 
 def forget_holder(device_id: str, *, d: Delivery) -> None:

@@ -290,7 +290,9 @@ def classify(status: int, content: bytes, retry_after: str | None = None) -> Out
     code = next((c for c in codes if isinstance(c, str) and c), "")
     reason = code or str(error.get("status") or f"HTTP {status}")
     detail = f"FCM {status}: {error.get('message', '')}"
-    if code == "UNREGISTERED" or status == 404:
+    if code == "UNREGISTERED" or (status == 404 and _names_token(error)):
+        # a 404 that says nothing of the token (a wrong project id, a wrong URL) would
+        # otherwise mark every token of the app dead
         return Outcome("invalid_token", code or "UNREGISTERED", detail=detail)
     if code == "SENDER_ID_MISMATCH":
         return Outcome("invalid_token", code, detail=detail)

@@ -39,6 +39,7 @@ class WakeJob:
     body: str | None
     data: dict | None
     collapse_key: str | None
+    created_ms: int  # a broadcast wakes the devices registered by then
     expires_ms: int  # no push for a message that expired meanwhile
     device_ids: list[str] | None  # None: every device of the app with a push token
 
@@ -53,6 +54,7 @@ class WakeJob:
             body=message.body,
             data=message.data,
             collapse_key=message.collapse_key,
+            created_ms=int(message.headers()["created_ms"]),
             expires_ms=int(message.headers()["expires_ms"]),
             device_ids=device_ids,
         )

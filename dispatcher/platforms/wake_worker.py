@@ -45,6 +45,7 @@ from dispatcher.platforms.push import Outcome, PlatformClient, Push
 from dispatcher.platforms.wake_jobs import WakeJob
 from pushbox_core.errors import DependencyDown, PushboxError
 from pushbox_core.rabbit import connection_params
+from pushbox_core.redis_client import redis_errors
 from pushbox_core.settings import Settings
 
 log = logging.getLogger("wakes")
@@ -66,8 +67,12 @@ class WakeWorker:
         self.handled: Counter[str] = Counter()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        # by (app id, provider, sealed credentials): new credentials get a new client
         self._clients: dict[tuple[str, str, str], PlatformClient] = {}
+        self._retired: list[PlatformClient] = []  # of refused credentials: closed at the end
+        self._retrying: set[tuple[str, str, str]] = set()  # refused credentials tried again
         self._in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
+        self._counting = threading.Lock()
 
     # ---- consuming (pika's thread)
     def run(self) -> None:
@@ -104,7 +109,7 @@ class WakeWorker:
                     requeue = isinstance(error, DependencyDown)
                     if error is not None:
                         log.warning("wake job %s: %r", "requeued" if requeue else "dropped", error)
-                    conn.add_callback_threadsafe(lambda: self._settle(ch, tag, requeue))
+                    conn.add_callback_threadsafe(lambda: self._settle(conn, ch, tag, requeue))
 
                 future.add_done_callback(settled)
 
@@ -117,12 +122,11 @@ class WakeWorker:
                 conn.close()
 
     @staticmethod
-    def _settle(ch, tag: int, requeue: bool) -> None:
+    def _settle(conn, ch, tag: int, requeue: bool) -> None:
         if not ch.is_open:
             return  # the broker gives it to the next consumer
-        if requeue:  # MySQL or Redis down: the job comes back
-            time.sleep(0.5)
-            ch.basic_nack(tag, requeue=True)
+        if requeue:  # MySQL or Redis down: the job comes back, in a moment
+            conn.call_later(0.5, lambda: ch.is_open and ch.basic_nack(tag, requeue=True))
         else:
             ch.basic_ack(tag)
 
@@ -141,45 +145,82 @@ class WakeWorker:
         app = await self._db(self.pb.store.app, job.app_id)
         if app is None:
             return
-        creds = await self._db(self.pb.store.credentials, job.app_id)
         after = 0
         while True:
             targets = await self._db(
-                self.pb.store.wake_targets, job.app_id, job.device_ids, after=after, limit=BATCH
+                self.pb.store.wake_targets,
+                job.app_id,
+                job.device_ids,
+                after=after,
+                limit=BATCH,
+                registered_by_ms=job.created_ms,
             )
             if not targets:
                 return
+            # read again for each batch: a credential rejected meanwhile is not used
+            creds = await self._db(self.pb.store.credentials, job.app_id)
             await self._wake(job, app, creds, targets)
             after = int(targets[-1].device_id)
 
     async def _wake(
         self, job: WakeJob, app: App, creds: dict[str, Credential], targets: list[WakeTarget]
     ) -> None:
+        counts: Counter[tuple[str, str]] = Counter()
         connected = await self._db(
             self.pb.delivery.connections.connected, [t.device_id for t in targets]
         )
-        targets = [t for t in targets if t.device_id not in connected]
-        self.handled["skipped_connected"] += len(connected)
-        if job.mode == "silent":
-            targets = await self._db(self._silent_allowed, targets)
-        sends = []
+        self._count("skipped_connected", len(connected))
+        usable = []
         for t in targets:
-            client = self._client(app, t.provider, creds.get(t.provider))
-            if client is None:
-                self.handled["no_credentials"] += 1
+            if t.device_id in connected:
                 continue
-            sends.append(self._push(client, job, app, t))
-        outcomes = await asyncio.gather(*sends)
-        counts: Counter[tuple[str, str]] = Counter()
-        for outcome in outcomes:
-            if outcome.accepted:
+            cred = creds.get(t.provider)
+            if cred is None or self.pb.sealer is None:
+                self._count("no_credentials")
+            elif not await self._usable(app, cred):
+                counts[(job.message_id, "wake_failed")] += 1  # refused credentials
+            else:
+                usable.append(t)
+        if job.mode == "silent":
+            usable = await self._db(self._silent_allowed, usable)
+        sends = []
+        for t in usable:
+            client = self._client(app, t.provider, creds[t.provider])
+            if client is not None:
+                sends.append(self._push(client, job, app, t, creds[t.provider]))
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.warning("a push failed unexpectedly: %r", outcome)
+                counts[(job.message_id, "wake_failed")] += 1
+            elif outcome.accepted:
                 counts[(job.message_id, "woken")] += 1
             elif outcome.result in FAILED:
                 counts[(job.message_id, "wake_failed")] += 1
         if counts:
             await self._db(self.pb.notifications.count, dict(counts))
 
-    async def _push(self, client: PlatformClient, job: WakeJob, app: App, t: WakeTarget) -> Outcome:
+    async def _usable(self, app: App, cred: Credential) -> bool:
+        """Active credentials are; rejected ones only once a REJECTED_RETRY_S, to the one
+        worker and batch that wins the retry (the others count the push as failed)."""
+        if cred.status != "rejected":
+            return True
+        key = (app.id, cred.provider, cred.sealed)
+        if key in self._retrying:
+            return True
+        won = await self._db(
+            self.pb.store.retry_rejected_credential,
+            app.id,
+            cred.provider,
+            cred.sealed,
+            REJECTED_RETRY_S,
+        )
+        if won:
+            self._retrying.add(key)
+        return won
+
+    async def _push(
+        self, client: PlatformClient, job: WakeJob, app: App, t: WakeTarget, cred: Credential
+    ) -> Outcome:
         push = Push(
             provider=t.provider,  # type: ignore[arg-type]
             token=t.token,
@@ -196,64 +237,72 @@ class WakeWorker:
         )
         async with self._in_flight:
             outcome = await deliver(client, push)
-        self.handled[f"{t.provider}_{outcome.result}"] += 1
+        self._count(f"{t.provider}_{outcome.result}")
+        key = (app.id, t.provider, cred.sealed)
+        if outcome.accepted and key in self._retrying:  # the retried credentials work again
+            self._retrying.discard(key)
+            await self._db(self.pb.store.credential_accepted, app.id, t.provider, cred.sealed)
         if outcome.result == "invalid_token":
             await self._db(self.pb.store.mark_token_invalid, t.device_id, t.token, outcome.reason)
             log.info("device %s: %s token invalid (%s)", t.device_id, t.provider, outcome.reason)
         elif outcome.result == "credentials_rejected":
-            await self._credentials_rejected(app, t.provider, outcome)
+            await self._credentials_rejected(app, t.provider, cred, outcome)
         elif outcome.result == "failed":
             log.info("push to device %s failed: %s %s", t.device_id, outcome.reason, outcome.detail)
         return outcome
 
-    async def _credentials_rejected(self, app: App, provider: str, outcome: Outcome) -> None:
-        for key in [k for k in self._clients if k[:2] == (app.id, provider)]:
-            client = self._clients.pop(key)
-            await self._db(
-                self.pb.store.mark_credential_rejected, app.id, provider, key[2], outcome.reason
-            )
-            await client.aclose()
+    async def _credentials_rejected(
+        self, app: App, provider: str, cred: Credential, outcome: Outcome
+    ) -> None:
+        """Marked rejected (once for the many pushes that learn it together); the client
+        is retired, not closed: pushes still in flight on it finish."""
+        key = (app.id, provider, cred.sealed)
+        self._retrying.discard(key)
+        client = self._clients.pop(key, None)
+        if client is None:
+            return  # another push of this client reported it already
+        self._retired.append(client)
+        await self._db(
+            self.pb.store.mark_credential_rejected, app.id, provider, cred.sealed, outcome.reason
+        )
         log.warning("app %s: %s refused its credentials (%s)", app.id, provider, outcome.reason)
 
     def _silent_allowed(self, targets: list[WakeTarget]) -> list[WakeTarget]:
-        """Silent wakes: one a device per coalescing window, at most APNS_SILENT_PER_HOUR
-        an hour to APNs, none to a device whose queues are empty."""
+        """Silent wakes (in an executor thread): none to a device whose queues are empty;
+        then one a device per coalescing window, and at most APNS_SILENT_PER_HOUR an hour
+        to APNs (spent only on wakes that pass the checks before)."""
+        pending = [t for t in targets if (self.pb.topology.pending(t.device_id) or 0) > 0]
+        self._count("skipped_empty", len(targets) - len(pending))
         names, r = self.pb.names, self.pb.redis
         hour = int(time.time() // 3600)
-        pipe = r.pipeline(transaction=False)
-        for t in targets:
-            pipe.set(
-                names.wake_coalesce_key(t.device_id), 1, nx=True, ex=self.settings.wake_coalesce_s
-            )
-        firsts = pipe.execute()
-        allowed = [t for t, first in zip(targets, firsts, strict=True) if first]
-        self.handled["skipped_coalesced"] += len(targets) - len(allowed)
-        apns = [t for t in allowed if t.provider == "apns"]
-        if apns:
+        with redis_errors():
+            pipe = r.pipeline(transaction=False)
+            for t in pending:
+                key = names.wake_coalesce_key(t.device_id)
+                pipe.set(key, 1, nx=True, ex=self.settings.wake_coalesce_s)
+            firsts = pipe.execute()
+            allowed = [t for t, first in zip(pending, firsts, strict=True) if first]
+            self._count("skipped_coalesced", len(pending) - len(allowed))
+            apns = [t for t in allowed if t.provider == "apns"]
+            if not apns:
+                return allowed
             pipe = r.pipeline(transaction=False)
             for t in apns:
                 key = names.wake_budget_key(t.device_id, hour)
                 pipe.incr(key)
                 pipe.expire(key, 3600)
             spent = pipe.execute()[::2]
-            over = {
-                t.device_id for t, n in zip(apns, spent, strict=True) if n > APNS_SILENT_PER_HOUR
-            }
-            self.handled["skipped_apns_budget"] += len(over)
-            allowed = [t for t in allowed if t.device_id not in over]
-        pending = [t for t in allowed if (self.pb.topology.pending(t.device_id) or 0) > 0]
-        self.handled["skipped_empty"] += len(allowed) - len(pending)
-        return pending
+        over = {t.device_id for t, n in zip(apns, spent, strict=True) if n > APNS_SILENT_PER_HOUR}
+        self._count("skipped_apns_budget", len(over))
+        return [t for t in allowed if t.device_id not in over]
 
-    def _client(self, app: App, provider: str, cred: Credential | None) -> PlatformClient | None:
-        """The app's client for a platform, made on first use; None without credentials,
-        or while they stand rejected (tried again once a REJECTED_RETRY_S)."""
-        if cred is None or self.pb.sealer is None:
-            return None
-        if cred.status == "rejected" and cred.rejected_at is not None:
-            since = datetime.now(UTC).replace(tzinfo=None) - cred.rejected_at
-            if since.total_seconds() < REJECTED_RETRY_S:
-                return None
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._counting:
+            self.handled[what] += n
+
+    def _client(self, app: App, provider: str, cred: Credential) -> PlatformClient | None:
+        """The app's client for a platform and these credentials, made on first use."""
+        assert self.pb.sealer is not None
         key = (app.id, provider, cred.sealed)
         client = self._clients.get(key)
         if client is None:
@@ -271,7 +320,8 @@ class WakeWorker:
         return client
 
     async def _close_clients(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients, self._clients = [*self._clients.values(), *self._retired], {}
+        self._retired = []
         for client in clients:
             await client.aclose()
 
