@@ -416,3 +416,34 @@ def test_a_key_rotation_reseals_every_credential(client, settings, fcm_standin, 
             assert open_credentials(cred, alone).public() == cred.public
     finally:  # back to the run's own key, which the other tests' processes hold
         reseal_all(store=store, sealer=Sealer(f"{settings.secrets_key},{fresh}"))
+
+
+def test_the_same_dead_token_sent_again_stays_invalid_a_new_one_is_used(shop, fcm_standin):
+    phone = shop.device("android")
+    fcm_standin.fail(phone["token"], 404, "UNREGISTERED")
+    first = shop.notify({"device_id": phone["id"]}, title="one")
+    assert eventually(lambda: shop.stats(first)["wake_failed"] == 1)
+    same = {"push_token": {"provider": "fcm", "token": phone["token"]}}
+    r = shop.client.patch("/v1/device", json=same, headers=phone["headers"])
+    assert r.get_json()["push"]["status"] == "invalid"
+    fresh = fcm_token()
+    new = {"push_token": {"provider": "fcm", "token": fresh}}
+    r = shop.client.patch("/v1/device", json=new, headers=phone["headers"])
+    assert r.get_json()["push"] == {"provider": "fcm", "status": "active", "invalid_reason": None}
+    second = shop.notify({"device_id": phone["id"]}, title="two")
+    assert eventually(lambda: for_token(fcm_standin, fresh))
+    assert eventually(lambda: shop.stats(second)["woken"] == 1)
+
+
+def test_refused_credentials_are_marked_and_not_retried_within_a_minute(shop, fcm_standin):
+    fcm_standin.refuse_tokens()  # Google refuses the service account's key
+    phone = shop.device("android")
+    first = shop.notify({"device_id": phone["id"]}, title="one")
+    assert eventually(lambda: shop.stats(first)["wake_failed"] == 1)
+    fcm = shop.client.get("/v1/app", headers=shop.auth).get_json()["credentials"]["fcm"]
+    assert fcm["status"] == "rejected" and fcm["rejected_reason"]
+    asked = len(fcm_standin.token_requests())
+    second = shop.notify({"device_id": phone["id"]}, title="two")
+    assert eventually(lambda: shop.stats(second)["wake_failed"] == 1)
+    assert len(fcm_standin.token_requests()) == asked  # not asked again within the minute
+    assert for_token(fcm_standin, phone["token"]) == []
