@@ -15,6 +15,7 @@ from dispatcher.delivery.signals import Signals
 from dispatcher.messages import Content, Message, Target
 from dispatcher.notifications import Notification, Notifications
 from dispatcher.platforms.wake_jobs import WakeJob, WakeQueue, wake_mode
+from pushbox_core import metrics
 from pushbox_core.errors import (
     DeliveryUnknown,
     DeviceNotFound,
@@ -22,6 +23,7 @@ from pushbox_core.errors import (
     NotificationNotFound,
     PushboxError,
 )
+from pushbox_core.events import Events
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
 
@@ -45,6 +47,7 @@ class Dispatch:
     names: Names
     signals: Signals
     wakes: WakeQueue
+    events: Events
 
 
 @dataclass(frozen=True)
@@ -63,16 +66,22 @@ NEW = "new"  # a fresh id: no row can exist
 EVENT = "event"  # derived from an order event: a row marked sent means done already
 RESEND = "resend"  # the retry of an unconfirmed send: goes out again whatever its row says
 
+# what a notification.sent event calls its target (a broadcast names none)
+EVENT_TARGET_FIELDS = {"device": "device_id", "user": "user_id", "topic": "topic"}
+
 
 def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | None = None) -> Sent:
     """To every device of the app. With resend_id (a retry of an unconfirmed send), it
     goes out again under that id (devices dedupe by id)."""
-    message = messages.build("broadcast", content, message_id=resend_id)
-    targets, wakeable = d.store.count_app_devices(app_id)
-    d.topology.ensure_app(app_id)
-    route = Destination(d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False)
-    origin = NEW if resend_id is None else RESEND
-    _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
+    with metrics.timed(metrics.SEND_SECONDS, "broadcast"):
+        message = messages.build("broadcast", content, message_id=resend_id)
+        targets, wakeable = d.store.count_app_devices(app_id)
+        d.topology.ensure_app(app_id)
+        route = Destination(
+            d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False
+        )
+        origin = NEW if resend_id is None else RESEND
+        _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
     d.signals.wake_app(app_id)
     mode = wake_mode(content)
     if wakeable and mode != "none":
@@ -93,17 +102,18 @@ def notify(
     message_id already recorded (a redelivered order event), nothing is sent again if
     it was confirmed; with resend_id (a retry of an unconfirmed send), it goes out again
     under that id whatever its row says (devices dedupe by id)."""
-    found = audience(app_id, target, store=d.store)
-    devices = [device_id for device_id, _ in found]
-    origin = RESEND if resend_id else EVENT if message_id else NEW
-    message = messages.build("notification", content, message_id=resend_id or message_id)
-    route = Destination(
-        d.names.direct_exchange(message.priority),
-        routing_key(app_id, target),
-        mandatory=True,
-        repair=tuple(devices),
-    )
-    _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
+    with metrics.timed(metrics.SEND_SECONDS, "notification"):
+        found = audience(app_id, target, store=d.store)
+        devices = [device_id for device_id, _ in found]
+        origin = RESEND if resend_id else EVENT if message_id else NEW
+        message = messages.build("notification", content, message_id=resend_id or message_id)
+        route = Destination(
+            d.names.direct_exchange(message.priority),
+            routing_key(app_id, target),
+            mandatory=True,
+            repair=tuple(devices),
+        )
+        _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
     d.signals.wake_devices(devices)
     wakeable = [device_id for device_id, has_token in found if has_token]
     mode = wake_mode(content)
@@ -184,6 +194,10 @@ def _record_and_publish(
         raise
     if fixed_id:
         d.notifications.mark_sent(message.id)
+    field = EVENT_TARGET_FIELDS.get(target.kind)
+    d.events.notification_sent(
+        app_id, message.id, message.kind, targets, **({field: target.value} if field else {})
+    )
 
 
 def _publish(message: Message, route: Destination, *, d: Dispatch) -> None:

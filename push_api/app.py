@@ -11,7 +11,7 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dispatcher.bootstrap import bootstrap
-from push_api import app_settings, apps, devices, errors, health, notifications
+from push_api import app_settings, apps, console, devices, errors, health, metrics, notifications
 from pushbox_core.settings import Settings
 
 
@@ -29,10 +29,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
     )
     # nginx sets X-Forwarded-For; the address it saw is the client's
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    # and X-Forwarded-Proto: https when it terminated TLS (the console's cookie is
+    # then Secure)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     api = Api(app)
     for blp in (health.blp, apps.blp, app_settings.blp, devices.blp, notifications.blp):
         api.register_blueprint(blp)
+    app.register_blueprint(metrics.blp)
+    metrics.count_requests(app)
+    console.register(app, settings)
     errors.register(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["pushbox"] = bootstrap(settings, role="api")

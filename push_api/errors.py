@@ -12,6 +12,7 @@ from http import HTTPStatus
 from flask import Flask
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from pushbox_core import metrics
 from pushbox_core.errors import (
     Conflict,
     DeliveryUnknown,
@@ -89,6 +90,7 @@ def on_pushbox_error(exc: PushboxError):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, DependencyDown):
         headers["Retry-After"] = str(RETRY_AFTER_DEPENDENCY_S)
+        metrics.dependency_failed(exc)
         log.warning("%s down: %s", exc.dependency, exc.detail)
     if isinstance(exc, DeliveryUnknown) and exc.message_id:
         extra["id"] = exc.message_id
