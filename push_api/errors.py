@@ -80,10 +80,15 @@ def body(code: int, message: str, error: str | None = None, **extra: object) -> 
     }
 
 
-def on_pushbox_error(exc: PushboxError):
-    code, name = next(
+def status_of(exc: PushboxError) -> tuple[int, str]:
+    """(HTTP status, error name) of a Pushbox error."""
+    return next(
         (found for t, found in HTTP_STATUS.items() if isinstance(exc, t)), (500, "internal")
     )
+
+
+def on_pushbox_error(exc: PushboxError):
+    code, name = status_of(exc)
     headers = {}
     extra: dict[str, object] = {}
     if isinstance(exc, RateLimited):
