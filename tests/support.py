@@ -72,3 +72,22 @@ def eventually(check, seconds: float = 20.0, every: float = 0.1):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(every)
+
+
+class OverHttp:
+    """The helpers above over real HTTP (through nginx): a Flask-test-client-like
+    `post` whose answers have `status_code` and `get_json()`."""
+
+    def __init__(self, base: str, http):
+        self.base, self.http = base, http
+
+    def post(self, path: str, **kwargs):
+        return _Answer(self.http.post(self.base + path, timeout=10, **kwargs))
+
+
+class _Answer:
+    def __init__(self, r):
+        self.status_code, self._r = r.status_code, r
+
+    def get_json(self):
+        return self._r.json()
