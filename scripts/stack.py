@@ -454,9 +454,14 @@ class Stack:
         """The server blocks: plain HTTP; or HTTPS (HTTP/2) with plain HTTP redirecting."""
         name = "pushbox-servers-tls.conf" if self.tls else "pushbox-servers.conf"
         text = (ROOT / "nginx" / name).read_text()
-        if self.tls:
-            cert, key = self.tls
-            text = text.replace("@TLS_CERT@", cert).replace("@TLS_KEY@", key)
+        cert, key = self.tls or ("", "")
+        for variable, value in {
+            "LISTEN": f"127.0.0.1:{self.nginx_port}",
+            "LISTEN_TLS": f"127.0.0.1:{self.tls_port}",
+            "TLS_CERT": cert,
+            "TLS_KEY": key,
+        }.items():
+            text = text.replace(f"@{variable}@", value)
         return text
 
     # ---- whole stack
