@@ -128,24 +128,15 @@ def dependency_failed(error: DependencyDown | str) -> None:
     DEPENDENCY_ERRORS.labels(name).inc()
 
 
-@contextlib.contextmanager
-def waiting() -> Iterator[None]:
-    """While a sync waits for a message."""
-    WAITING_DEVICES.inc()
-    try:
-        yield
-    finally:
-        WAITING_DEVICES.dec()
+def waiting():
+    """While a sync waits for a message (a context manager)."""
+    return WAITING_DEVICES.track_inprogress()
 
 
-@contextlib.contextmanager
-def streaming() -> Iterator[None]:
-    """While a device's stream is open: the live stream wraps each connection in it."""
-    STREAMING_DEVICES.inc()
-    try:
-        yield
-    finally:
-        STREAMING_DEVICES.dec()
+def streaming():
+    """While a device's stream is open (a context manager): the live stream wraps each
+    connection in it."""
+    return STREAMING_DEVICES.track_inprogress()
 
 
 def stream_delivered(seconds: float) -> None:

@@ -619,6 +619,7 @@ Admin token (also in {run_dir / "admin-token"} unless PUSH_ADMIN_TOKEN is set):
 Create an app:
   curl -s -X POST {base}/v1/apps -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"name": "my app"}}'
+Console: {base}/console (log in with the admin token); metrics: {base}/metrics
 supervisord restarts whatever dies. See it: make status (or {ctl} ...)
 Stop it with: make down""")
         return 0

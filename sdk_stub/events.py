@@ -28,7 +28,7 @@ class EventListener:
 
     def take(self) -> list[dict]:
         """Every event waiting now, in arrival order."""
-        got = []
+        got: list[dict] = []
         while True:
             method, _props, body = self._ch.basic_get(self.queue, auto_ack=True)
             if method is None:
