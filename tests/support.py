@@ -91,3 +91,33 @@ class _Answer:
 
     def get_json(self):
         return self._r.json()
+
+
+# ---- reading GET /metrics
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text as {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def grew(before: dict, after: dict, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def scrape(base: str) -> dict:
+    """GET /metrics (from loopback: no token needed), as samples()."""
+    import requests
+
+    r = requests.get(f"{base}/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return samples(r.text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.support import device_session, new_app
+from tests.support import bearer, device_session, new_app
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -102,3 +102,20 @@ def test_only_console_paths_are_followed_after_login(client, settings):
         },
     )
     assert r.headers["Location"] == "/console/apps"
+
+
+def test_an_apps_credentials_show_without_their_private_keys(
+    client, settings, fcm_standin, apns_standin
+):
+    app = new_app(client, settings)
+    auth = bearer(app["server_key"])
+    fcm = fcm_standin.service_account
+    client.put("/v1/app/credentials/fcm", json={"service_account": fcm}, headers=auth)
+    apns = apns_standin.credentials()
+    client.put("/v1/app/credentials/apns", json=apns, headers=auth)
+    log_in(client, settings.admin_token)
+    html = client.get(f"/console/apps/{app['id']}").get_data(as_text=True)
+    assert fcm["project_id"] in html and apns["key_id"] in html  # what may be shown is
+    for secret in (fcm["private_key"], apns["private_key"]):
+        body = "".join(secret.strip().splitlines()[1:-1])  # the PEM's base64, any line
+        assert secret not in html and body[:40] not in html

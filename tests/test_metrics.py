@@ -12,33 +12,19 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import settings_env, stack_of_its_own
-from tests.support import OverHttp, bearer, device_session, eventually, new_app
+from tests.support import (
+    OverHttp,
+    bearer,
+    device_session,
+    eventually,
+    grew,
+    new_app,
+    scrape,
+    value,
+)
 
 SYNC = "/v1/device/sync"
 FAR = {"X-Forwarded-For": "203.0.113.9"}  # what nginx says of a client elsewhere
-
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(found: dict, name: str, **labels: str) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def grew(before: dict, after: dict, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
-
-
-def scrape(base: str) -> dict:
-    r = requests.get(f"{base}/metrics", timeout=10)
-    assert r.status_code == 200, r.text
-    assert r.headers["Content-Type"].startswith("text/plain")
-    return samples(r.text)
 
 
 # ---- who may scrape (in-process)
