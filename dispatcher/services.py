@@ -70,18 +70,16 @@ RESEND = "resend"  # the retry of an unconfirmed send: goes out again whatever i
 EVENT_TARGET_FIELDS = {"device": "device_id", "user": "user_id", "topic": "topic"}
 
 
+@metrics.SEND_SECONDS.labels("broadcast").time()
 def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | None = None) -> Sent:
     """To every device of the app. With resend_id (a retry of an unconfirmed send), it
     goes out again under that id (devices dedupe by id)."""
-    with metrics.timed(metrics.SEND_SECONDS, "broadcast"):
-        message = messages.build("broadcast", content, message_id=resend_id)
-        targets, wakeable = d.store.count_app_devices(app_id)
-        d.topology.ensure_app(app_id)
-        route = Destination(
-            d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False
-        )
-        origin = NEW if resend_id is None else RESEND
-        _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
+    message = messages.build("broadcast", content, message_id=resend_id)
+    targets, wakeable = d.store.count_app_devices(app_id)
+    d.topology.ensure_app(app_id)
+    route = Destination(d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False)
+    origin = NEW if resend_id is None else RESEND
+    _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
     d.signals.wake_app(app_id)
     mode = wake_mode(content)
     if wakeable and mode != "none":
@@ -89,6 +87,7 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | No
     return Sent(message.id, targets)
 
 
+@metrics.SEND_SECONDS.labels("notification").time()
 def notify(
     app_id: str,
     target: Target,
@@ -102,18 +101,17 @@ def notify(
     message_id already recorded (a redelivered order event), nothing is sent again if
     it was confirmed; with resend_id (a retry of an unconfirmed send), it goes out again
     under that id whatever its row says (devices dedupe by id)."""
-    with metrics.timed(metrics.SEND_SECONDS, "notification"):
-        found = audience(app_id, target, store=d.store)
-        devices = [device_id for device_id, _ in found]
-        origin = RESEND if resend_id else EVENT if message_id else NEW
-        message = messages.build("notification", content, message_id=resend_id or message_id)
-        route = Destination(
-            d.names.direct_exchange(message.priority),
-            routing_key(app_id, target),
-            mandatory=True,
-            repair=tuple(devices),
-        )
-        _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
+    found = audience(app_id, target, store=d.store)
+    devices = [device_id for device_id, _ in found]
+    origin = RESEND if resend_id else EVENT if message_id else NEW
+    message = messages.build("notification", content, message_id=resend_id or message_id)
+    route = Destination(
+        d.names.direct_exchange(message.priority),
+        routing_key(app_id, target),
+        mandatory=True,
+        repair=tuple(devices),
+    )
+    _record_and_publish(app_id, message, target, len(devices), route, origin, d=d)
     d.signals.wake_devices(devices)
     wakeable = [device_id for device_id, has_token in found if has_token]
     mode = wake_mode(content)

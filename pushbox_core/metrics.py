@@ -19,12 +19,9 @@ short-lived child would leave a file per pid behind.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import (
@@ -149,17 +146,6 @@ def set_campaigns(by_status: dict[str, int]) -> None:
     parent process, never a forked job child)."""
     for status, n in by_status.items():
         CAMPAIGNS.labels(status).set(n)
-
-
-@contextlib.contextmanager
-def timed(histogram, *labels: str) -> Iterator[None]:
-    """Observe how long the block took (also when it raised)."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        child = histogram.labels(*labels) if labels else histogram
-        child.observe(time.perf_counter() - started)
 
 
 # ---- the multiprocess directory
