@@ -118,3 +118,22 @@ def test_registering_again_says_so(client, settings, listener):
     heard.until(lambda events: len(events) >= 2)
     assert [e["again"] for e in heard.named("device.registered")] == [False, True]
     assert {e["installation_id"] for e in heard.events} == {"same-phone"}
+
+
+def test_a_finished_campaign_is_told_with_its_counters(app, client, settings, listener):
+    shop = new_app(client, settings, "events-campaign")
+    heard = Heard(listener, shop["id"])
+    # campaigns call this when one ends (done, cancelled, failed)
+    app.extensions["pushbox"].events.campaign_finished(
+        shop["id"], "c-42", "done", targets=3, published=3
+    )
+    (finished,) = heard.until(lambda events: len(events) == 1)
+    assert finished == {
+        **finished,
+        "event": "campaign.finished",
+        "app_id": shop["id"],
+        "campaign_id": "c-42",
+        "status": "done",
+        "targets": 3,
+        "published": 3,
+    }
