@@ -14,9 +14,13 @@ WORKDIR /app
 
 COPY . /app
 RUN pip install . \
-    && useradd --system --no-create-home --home-dir /app pushbox
+    && useradd --system --no-create-home --home-dir /app pushbox \
+    && mkdir /metrics && chown pushbox /metrics
 
 USER pushbox
+
+# every process writes its metrics under /metrics (a volume shared by the containers)
+ENTRYPOINT ["sh", "/app/scripts/container-start.sh"]
 
 EXPOSE 8081
 

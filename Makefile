@@ -15,7 +15,9 @@ down:
 status:
 	@$(PY) -m scripts.stack status
 
-test: install
+# the tests also need a browser for the console (Debian's chromium)
+test:
+	@bash scripts/install.sh test
 	$(PY) -m pytest
 
 reconcile: install

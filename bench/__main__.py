@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 import time
 
-from bench import broadcast, drain, harness, idle_cost, registration, send, waiting, wakeup
+from bench import (
+    broadcast,
+    drain,
+    events_drain,
+    harness,
+    idle_cost,
+    registration,
+    send,
+    waiting,
+    wakeup,
+)
 from bench.harness import Figure
 
 
@@ -39,6 +49,7 @@ def main() -> None:
         print("removing the fleet ...", flush=True)
         harness.remove_fleet(fleet)
     keep(drain.run())
+    keep(events_drain.run())
     print(f"\nPushbox benchmarks ({time.monotonic() - started:.0f} s):\n")
     order = [f["name"] for f in json.loads(harness.LATEST.read_text())["figures"]]
     figures.sort(key=lambda f: order.index(f.name) if f.name in order else len(order))

@@ -16,6 +16,7 @@ from device_registry.sessions import Presence, Session, Sessions
 from device_registry.store import DEVICE_FIELDS, App, Device, Store
 from device_registry.topology import Route, Topology
 from pushbox_core.errors import DeviceNotFound, PushboxError, Unauthorized
+from pushbox_core.events import Events
 from pushbox_core.keys import hash_key, new_key, same_key
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,22 @@ def route_of(device: Device) -> Route:
 
 
 def register_device(
+    app: App,
+    req: RegistrationRequest,
+    *,
+    store: Store,
+    topology: Topology,
+    sessions: Sessions,
+    events: Events,
+) -> Registration:
+    """Register (or register again) an installation; `device.registered` tells the
+    other services."""
+    reg = _register(app, req, store=store, topology=topology, sessions=sessions)
+    events.device_registered(app.id, reg.device.id, reg.device.installation_id, again=reg.existed)
+    return reg
+
+
+def _register(
     app: App, req: RegistrationRequest, *, store: Store, topology: Topology, sessions: Sessions
 ) -> Registration:
     secret = new_key("ds_")
@@ -186,11 +203,12 @@ def update_device(
 
 
 def delete_device(
-    session: Session, *, store: Store, topology: Topology, sessions: Sessions
+    session: Session, *, store: Store, topology: Topology, sessions: Sessions, events: Events
 ) -> None:
-    """Row first (the device is gone from then on), then its queues, then its sessions.
-    When the broker fails, the row goes back to active and the caller retries; if even
-    that fails, the reconciler deletes the queues of deleted rows."""
+    """Row first (the device is gone from then on), then its queues, then its sessions;
+    then `device.deleted`. When the broker fails, the row goes back to active and the
+    caller retries; if even that fails, the reconciler deletes the queues of deleted
+    rows."""
     device = _active(store, session)
     store.set_status(device.id, "deleted")
     try:
@@ -202,6 +220,7 @@ def delete_device(
             log.warning("device %s: deleted row, queues left for the reconciler", device.id)
         raise
     sessions.revoke_all(device.id)
+    events.device_deleted(device.app_id, device.id)
 
 
 def _active(store: Store, session: Session) -> Device:

@@ -258,6 +258,11 @@ class Store:
         self._apps_by_server_key[server_key_hash] = (app, time.monotonic())
         return app
 
+    def apps(self, limit: int = 500) -> list[App]:
+        """The newest apps first."""
+        rows = self.db.query(f"SELECT {_APP_COLUMNS} FROM apps ORDER BY id DESC LIMIT %s", (limit,))
+        return [_app(r) for r in rows]
+
     def app_ids(self) -> list[str]:
         return [str(r["id"]) for r in self.db.query("SELECT id FROM apps ORDER BY id")]
 
@@ -288,6 +293,20 @@ class Store:
         rows = self.db.query(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = %s", (device_id,))
         found = self._with_topics(rows)
         return found[0] if found else None
+
+    def find_devices(self, app_id: str, text: str, limit: int = 50) -> list[Device]:
+        """The app's devices whose id, installation id or user id is `text` (each
+        condition on an index of its own), newest first."""
+        conditions, args = ["installation_id = %s", "user_id = %s"], [text, text]
+        if text.isdigit():
+            conditions.append("id = %s")
+            args.append(text)
+        rows = self.db.query(
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE app_id = %s"
+            f" AND ({' OR '.join(conditions)}) ORDER BY id DESC LIMIT %s",
+            (app_id, *args, limit),
+        )
+        return self._with_topics(rows)
 
     def device_by_installation(self, app_id: str, installation_id: str) -> Device | None:
         rows = self.db.query(

@@ -149,15 +149,17 @@ class Topology:
 
         self.rabbit.call(delete)
 
+    def depths(self, device_id: str) -> dict[str, int | None]:
+        """Messages ready in each lane (high, normal); None for a lane that is gone."""
+        return {
+            lane: self.rabbit.queue_depth(self.names.device_queue(device_id, lane))
+            for lane in LANES
+        }
+
     def pending(self, device_id: str) -> int | None:
         """Messages waiting in both lanes; None when the queues are gone."""
-        total = 0
-        for queue in self.names.device_queues(device_id):
-            depth = self.rabbit.queue_depth(queue)
-            if depth is None:
-                return None
-            total += depth
-        return total
+        depths = self.depths(device_id).values()
+        return None if None in depths else sum(d or 0 for d in depths)
 
     def exists(self, device_id: str) -> bool:
         return self.pending(device_id) is not None

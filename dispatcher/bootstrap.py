@@ -27,6 +27,7 @@ from dispatcher.delivery.tally import Tally
 from dispatcher.notifications import Notifications
 from dispatcher.platforms.wake_jobs import WakeQueue
 from dispatcher.services import Dispatch
+from pushbox_core.events import Events
 from pushbox_core.idempotency import Idempotency
 from pushbox_core.mysql import Database
 from pushbox_core.names import Names
@@ -49,6 +50,7 @@ class Pushbox:
     sessions: Sessions
     notifications: Notifications
     tally: Tally
+    events: Events
     dispatch: Dispatch
     delivery: Delivery
     limiter: RateLimiter
@@ -60,6 +62,7 @@ class Pushbox:
         last acks too), then close every connection."""
         self.delivery.mailbox.close()
         self.tally.flush()
+        self.events.close()  # after the tally: its last acks go out as events
         self.delivery.signals.close()
         self.delivery.listener.close()
         self.limiter.close()
@@ -83,6 +86,7 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
     signals = Signals(client, names)
     mailbox = Mailbox(settings.rabbitmq_url, names, on_released=signals.released)
     listener = Listener(client, names, instance or instance_name(role), on_release=mailbox.release)
+    events = Events(rabbit, names)
     return Pushbox(
         settings=settings,
         names=names,
@@ -93,9 +97,10 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         topology=topology,
         sessions=Sessions(client, names, settings.session_ttl_s),
         notifications=notifications,
-        tally=Tally(notifications),
+        tally=Tally(notifications, events),
+        events=events,
         dispatch=Dispatch(
-            store, notifications, rabbit, topology, names, signals, WakeQueue(rabbit, names)
+            store, notifications, rabbit, topology, names, signals, WakeQueue(rabbit, names), events
         ),
         delivery=Delivery(
             mailbox, signals, listener, Holders(client, names), Connections(client, names)

@@ -43,6 +43,16 @@ class Notification:
     wake_failed: int  # platform pushes refused for good
 
 
+_COLUMNS = (
+    "id, app_id, kind, target_kind, target, priority, created_at, expires_at,"
+    " targets, acked, expired, dropped, collapsed, woken, wake_failed"
+)
+
+
+def _notification(row: dict) -> Notification:
+    return Notification(**{**row, "app_id": str(row["app_id"])})
+
+
 class Notifications:
     def __init__(self, db: Database):
         self.db = db
@@ -119,14 +129,19 @@ class Notifications:
 
     def get(self, app_id: str, notification_id: str) -> Notification | None:
         row = self.db.query_one(
-            "SELECT id, app_id, kind, target_kind, target, priority, created_at, expires_at,"
-            " targets, acked, expired, dropped, collapsed, woken, wake_failed"
-            " FROM notifications WHERE id = %s AND app_id = %s",
+            f"SELECT {_COLUMNS} FROM notifications WHERE id = %s AND app_id = %s",
             (notification_id, app_id),
         )
-        if row is None:
-            return None
-        return Notification(**{**row, "app_id": str(row["app_id"])})
+        return None if row is None else _notification(row)
+
+    def recent(self, app_id: str, limit: int = 20) -> list[Notification]:
+        """The app's latest notifications and broadcasts, newest first."""
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM notifications WHERE app_id = %s"
+            " ORDER BY created_at DESC LIMIT %s",
+            (app_id, limit),
+        )
+        return [_notification(r) for r in rows]
 
     def count(self, counts: dict[tuple[str, str], int]) -> None:
         """Add to counters, {(notification_id, counter): n}: all in one transaction, so

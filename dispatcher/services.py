@@ -15,6 +15,7 @@ from dispatcher.delivery.signals import Signals
 from dispatcher.messages import Content, Message, Target
 from dispatcher.notifications import Notification, Notifications
 from dispatcher.platforms.wake_jobs import WakeJob, WakeQueue, wake_mode
+from pushbox_core import metrics
 from pushbox_core.errors import (
     DeliveryUnknown,
     DeviceNotFound,
@@ -22,6 +23,7 @@ from pushbox_core.errors import (
     NotificationNotFound,
     PushboxError,
 )
+from pushbox_core.events import Events
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
 
@@ -45,6 +47,7 @@ class Dispatch:
     names: Names
     signals: Signals
     wakes: WakeQueue
+    events: Events
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,11 @@ NEW = "new"  # a fresh id: no row can exist
 EVENT = "event"  # derived from an order event: a row marked sent means done already
 RESEND = "resend"  # the retry of an unconfirmed send: goes out again whatever its row says
 
+# what a notification.sent event calls its target (a broadcast names none)
+EVENT_TARGET_FIELDS = {"device": "device_id", "user": "user_id", "topic": "topic"}
 
+
+@metrics.SEND_SECONDS.labels("broadcast").time()
 def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | None = None) -> Sent:
     """To every device of the app. With resend_id (a retry of an unconfirmed send), it
     goes out again under that id (devices dedupe by id)."""
@@ -80,6 +87,7 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | No
     return Sent(message.id, targets)
 
 
+@metrics.SEND_SECONDS.labels("notification").time()
 def notify(
     app_id: str,
     target: Target,
@@ -185,6 +193,10 @@ def _record_and_publish(
         raise
     if fixed_id:
         d.notifications.mark_sent(message.id)
+    field = EVENT_TARGET_FIELDS.get(target.kind)
+    d.events.notification_sent(
+        app_id, message.id, message.kind, targets, **({field: target.value} if field else {})
+    )
     return True
 
 

@@ -22,6 +22,7 @@ from dispatcher import order_events, services
 from dispatcher.bootstrap import bootstrap
 from dispatcher.notifications import Notifications
 from dispatcher.services import Dispatch
+from pushbox_core import metrics
 from pushbox_core.errors import DependencyDown, NotFound, PushboxError
 from pushbox_core.rabbit import connection_params
 from pushbox_core.settings import Settings
@@ -124,6 +125,7 @@ class Worker:
             try:
                 self.run_once()
             except (AMQPError, DependencyDown, OSError) as e:
+                metrics.dependency_failed(e if isinstance(e, DependencyDown) else "rabbitmq")
                 log.warning("dispatcher lost a dependency (%s); retrying in %.1fs", e, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)

@@ -11,7 +11,17 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dispatcher.bootstrap import bootstrap
-from push_api import app_settings, apps, devices, errors, health, notifications, stream
+from push_api import (
+    app_settings,
+    apps,
+    console,
+    devices,
+    errors,
+    health,
+    metrics,
+    notifications,
+    stream,
+)
 from pushbox_core.settings import Settings
 
 
@@ -29,12 +39,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
     )
     # nginx sets X-Forwarded-For; the address it saw is the client's
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    # and X-Forwarded-Proto: https when it terminated TLS (the console's cookie is
+    # then Secure)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     api = Api(app)
     for blp in (health.blp, apps.blp, app_settings.blp, devices.blp, notifications.blp):
         api.register_blueprint(blp)
     app.config["SOCK_SERVER_OPTIONS"] = stream.SERVER_OPTIONS
     app.register_blueprint(stream.blp)  # a WebSocket: not in the OpenAPI document
+    app.register_blueprint(metrics.blp)
+    metrics.count_requests(app)
+    console.register(app, settings)
     errors.register(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["pushbox"] = bootstrap(settings, role="api")

@@ -48,7 +48,7 @@ class Devices(MethodView):
         d = deps()
         app = services.app_for_app_key(request.headers.get("X-App-Key", ""), store=d.store)
         reg = services.register_device(
-            app, req, store=d.store, topology=d.topology, sessions=d.sessions
+            app, req, store=d.store, topology=d.topology, sessions=d.sessions, events=d.events
         )
         return reg, (200 if reg.existed else 201)
 
@@ -106,7 +106,9 @@ class Device(MethodView):
         """Unregister: the queue is deleted and every session revoked."""
         session = require_device()
         d = deps()
-        services.delete_device(session, store=d.store, topology=d.topology, sessions=d.sessions)
+        services.delete_device(
+            session, store=d.store, topology=d.topology, sessions=d.sessions, events=d.events
+        )
         sync.forget_holder(session.device_id, d=d.delivery)
 
 
@@ -123,6 +125,7 @@ class Sync(MethodView):
         `redelivered: true`. With `wait`, the call holds until a message arrives."""
         session = require_device()
         d = deps()
-        messages = sync.sync_device(session, req, d=d.delivery, count=d.tally.add)
+        count = d.tally.for_device(session.app_id, session.device_id)
+        messages = sync.sync_device(session, req, d=d.delivery, count=count)
         # the stored JSON spliced as it is (SyncOut's shape: tests/test_openapi.py)
         return Response(sync_answer(messages), 200, mimetype="application/json")

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from flask import Flask
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from pushbox_core import metrics
 from pushbox_core.errors import (
     Conflict,
     DeliveryUnknown,
@@ -79,16 +80,22 @@ def body(code: int, message: str, error: str | None = None, **extra: object) -> 
     }
 
 
-def on_pushbox_error(exc: PushboxError):
-    code, name = next(
+def status_of(exc: PushboxError) -> tuple[int, str]:
+    """(HTTP status, error name) of a Pushbox error."""
+    return next(
         (found for t, found in HTTP_STATUS.items() if isinstance(exc, t)), (500, "internal")
     )
+
+
+def on_pushbox_error(exc: PushboxError):
+    code, name = status_of(exc)
     headers = {}
     extra: dict[str, object] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, DependencyDown):
         headers["Retry-After"] = str(RETRY_AFTER_DEPENDENCY_S)
+        metrics.dependency_failed(exc)
         log.warning("%s down: %s", exc.dependency, exc.detail)
     if isinstance(exc, DeliveryUnknown) and exc.message_id:
         extra["id"] = exc.message_id

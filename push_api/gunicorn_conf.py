@@ -19,3 +19,11 @@ def worker_exit(server, worker):
     pushbox = extensions.get("pushbox")
     if pushbox is not None:
         pushbox.close()
+
+
+def child_exit(server, worker):
+    """A worker that ended (however): its live gauges (waiting syncs, streams) no
+    longer count in /metrics (pushbox_core.metrics)."""
+    from pushbox_core import metrics  # after PROMETHEUS_MULTIPROC_DIR is read
+
+    metrics.process_exited(worker.pid)

@@ -57,6 +57,11 @@ class Names:
         return f"{self.namespace}.wakes"
 
     @property
+    def events_exchange(self) -> str:
+        """Topic exchange where other services hear what happened (pushbox_core.events)."""
+        return f"{self.namespace}.events"
+
+    @property
     def device_queue_prefix(self) -> str:
         return f"{self.namespace}.device."
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -88,17 +89,27 @@ class Publisher:
         p = _Publish(exchange, routing_key, body, properties, mandatory)
         link = self._live_link()
         link.submit(p)
-        try:
-            p.future.result(CONFIRM_TIMEOUT_S)
-        except FutureTimeout:
-            # not written yet: never will be; written: its confirm is ignored
-            written = link.give_up(p)
-            if p.future.done() and not p.future.cancelled():
-                p.future.result(0)  # settled just now: its own outcome stands
-                return
-            if written:
-                raise DeliveryUnknown("the broker did not confirm in time") from None
-            raise BrokerUnavailable("the broker did not take the message in time") from None
+        _wait(link, p, time.monotonic() + CONFIRM_TIMEOUT_S)
+
+    def publish_many(
+        self, messages: list[tuple[str, str, bytes, pika.BasicProperties]], *, mandatory: bool
+    ) -> list[PushboxError | None]:
+        """Publish every (exchange, routing key, body, properties) at once, then wait
+        for all their confirms (one round trip, not one each): None for a confirmed
+        message, else its error (as publish() would raise it)."""
+        link = self._live_link()
+        pending = [_Publish(*m, mandatory) for m in messages]
+        for p in pending:
+            link.submit(p)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        results: list[PushboxError | None] = []
+        for p in pending:
+            try:
+                _wait(link, p, deadline)
+                results.append(None)
+            except PushboxError as e:
+                results.append(e)
+        return results
 
     def _live_link(self) -> _Link:
         with self._lock:
@@ -289,6 +300,21 @@ class _Link:
                 _settle(p, DeliveryUnknown(why))
             else:
                 _settle(p, BrokerUnavailable(why))
+
+
+def _wait(link: _Link, p: _Publish, deadline: float) -> None:
+    """Until p is confirmed (returns) or refused (raises), at most until `deadline`."""
+    try:
+        p.future.result(max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        # not written yet: never will be; written: its confirm is ignored
+        written = link.give_up(p)
+        if p.future.done() and not p.future.cancelled():
+            p.future.result(0)  # settled just now: its own outcome stands
+            return
+        if written:
+            raise DeliveryUnknown("the broker did not confirm in time") from None
+        raise BrokerUnavailable("the broker did not take the message in time") from None
 
 
 def _close_connection(conn: SelectConnection) -> None:

@@ -168,6 +168,32 @@ class Rabbit:
                 raise DeliveryUnknown(str(e)) from None
             raise
 
+    def publish_many(
+        self, exchange: str, messages: list[tuple[str, bytes, str]]
+    ) -> list[PushboxError | None]:
+        """Publish persistent (routing key, body, message id) messages all at once, not
+        mandatory, and wait for every confirm: None for each confirmed message, else
+        its error. A connection that cannot be had fails them all."""
+        now = int(time.time())
+        batch = [
+            (
+                exchange,
+                key,
+                body,
+                pika.BasicProperties(
+                    delivery_mode=PERSISTENT,
+                    content_type="application/json",
+                    message_id=message_id,
+                    timestamp=now,
+                ),
+            )
+            for key, body, message_id in messages
+        ]
+        try:
+            return self._publisher.publish_many(batch, mandatory=False)
+        except BrokerUnavailable as e:
+            return [e] * len(batch)
+
     def queue_depth(self, queue: str) -> int | None:
         """Messages ready in `queue`, or None when it does not exist."""
 

@@ -54,6 +54,10 @@ class Settings:
     ca_file: str = ""  # extra CA certificates trusted for those, on top of the system's
     wake_coalesce_s: int = 30
 
+    # where GET /metrics reads every process's values (docs/metrics.md); default: this
+    # process's own PROMETHEUS_MULTIPROC_DIR
+    metrics_dir: str = ""
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Every field from PUSH_<FIELD_NAME>, else its default."""

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Pushbox needs and is missing, then makes sure its servers answer.
 # Safe to run again: it installs nothing that is there and starts nothing that runs.
+#   scripts/install.sh        what `make up` needs
+#   scripts/install.sh test   and what `make test` needs too: Debian's chromium, the
+#                             browser the console's tests drive (through Playwright)
 #   - Debian packages: python3-venv, nginx, and MariaDB, RabbitMQ, Redis when their
 #     servers are neither installed nor answering on their ports
 #   - the Python packages, pinned in pyproject.toml, into .venv
@@ -21,6 +24,9 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 { answers "$MYSQL_PORT" || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]; } || need+=(mariadb-server)
 { answers $RABBIT_PORT || [ -x /usr/sbin/rabbitmq-server ]; } || need+=(rabbitmq-server)
 { answers $REDIS_PORT || command -v redis-server >/dev/null; } || need+=(redis-server)
+if [ "${1:-}" = test ]; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

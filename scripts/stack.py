@@ -20,6 +20,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
+from pushbox_core.metrics import MULTIPROC_ENV, fresh_dir
 from scripts.launcher import STARTED, alive, cmdline, end, proc, processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,9 +60,13 @@ def nginx_binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def answers(url: str) -> bool:
+def answers(url: str, *, any_certificate: bool = False) -> bool:
+    """GET `url` answers 200. `any_certificate`: for our own nginx on loopback, whose
+    certificate may come from a CA this machine does not trust (the probe only asks
+    whether it serves)."""
+    context = ssl._create_unverified_context() if any_certificate else None
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(url, timeout=2, context=context) as r:
             return r.status == 200
     except OSError:
         return False
@@ -97,9 +103,10 @@ class Answers:
     """Ready once GET `url` returns 200."""
 
     url: str
+    any_certificate: bool = False
 
     def check(self, log: Path, pid: int) -> bool:
-        return answers(self.url)
+        return answers(self.url, any_certificate=self.any_certificate)
 
 
 @dataclass(frozen=True)
@@ -327,10 +334,31 @@ class Stack:
     nginx_port: int = 8080
     api_ports: tuple[int, ...] = (8081, 8082)
     with_dispatcher: bool = True
+    tls_port: int = 8443  # HTTPS, when PUSH_TLS_CERT and PUSH_TLS_KEY are set
 
     @property
     def supervisor(self) -> Supervisor:
         return Supervisor(self.run_dir)
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every program writes its metrics (PROMETHEUS_MULTIPROC_DIR)."""
+        return self.run_dir / "metrics"
+
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """(certificate, key) files when nginx serves HTTPS."""
+        cert, key = self.env.get("PUSH_TLS_CERT"), self.env.get("PUSH_TLS_KEY")
+        if bool(cert) != bool(key):
+            raise RuntimeError("set both PUSH_TLS_CERT and PUSH_TLS_KEY, or neither")
+        return (str(Path(cert).resolve()), str(Path(key).resolve())) if cert and key else None
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the stack."""
+        if self.tls:
+            return f"https://127.0.0.1:{self.tls_port}"
+        return f"http://127.0.0.1:{self.nginx_port}"
 
     def programs(self) -> list[Program]:
         """What runs, in the order it starts: a worker process more is one entry."""
@@ -381,7 +409,7 @@ class Stack:
                 "-g",
                 "daemon off;",
             ),
-            Answers(f"http://127.0.0.1:{self.nginx_port}/healthz"),
+            Answers(f"{self.base_url}/healthz", any_certificate=self.tls is not None),
             log="nginx-error.log",  # also its error_log: what it says before reading that
             ready_within_s=15,
         )
@@ -405,9 +433,11 @@ class Stack:
         files, connections = nginx_files()
         text = (ROOT / "nginx" / "pushbox.conf.template").read_text()
         for key, value in {
+            "SERVERS": self._nginx_servers(),
             "RUN_DIR": str(self.run_dir),
             "NGINX_DIR": str(ROOT / "nginx"),
             "NGINX_PORT": str(self.nginx_port),
+            "TLS_PORT": str(self.tls_port),
             "UPSTREAM_SERVERS": servers,
             "USER_LINE": user_line,
             "NGINX_FILES": str(files),
@@ -419,6 +449,20 @@ class Stack:
             return False
         conf.write_text(text)
         return True
+
+    def _nginx_servers(self) -> str:
+        """The server blocks: plain HTTP; or HTTPS (HTTP/2) with plain HTTP redirecting."""
+        name = "pushbox-servers-tls.conf" if self.tls else "pushbox-servers.conf"
+        text = (ROOT / "nginx" / name).read_text()
+        cert, key = self.tls or ("", "")
+        for variable, value in {
+            "LISTEN": f"127.0.0.1:{self.nginx_port}",
+            "LISTEN_TLS": f"127.0.0.1:{self.tls_port}",
+            "TLS_CERT": cert,
+            "TLS_KEY": key,
+        }.items():
+            text = text.replace(f"@{variable}@", value)
+        return text
 
     # ---- whole stack
     def up(self) -> list[str]:
@@ -444,7 +488,9 @@ class Stack:
         else:
             sup.end_orphans()
             self._end_pid_file_stack()
-            sup.start(self.env)
+            # nothing of the stack runs: no value of an earlier run may count in this one
+            fresh_dir(self.metrics_dir)
+            sup.start({**self.env, MULTIPROC_ENV: str(self.metrics_dir)})
             fresh = {p.name for p in programs}
         started = [note for p in programs if (note := self._ensure_started(p, fresh))]
         for p in programs:
@@ -568,11 +614,12 @@ def main(argv: list[str]) -> int:
         local_env(run_dir) if command == "up" else dict(os.environ),
         nginx_port=int(os.environ.get("PUSH_NGINX_PORT", "8080")),
         api_ports=tuple(int(p) for p in os.environ.get("PUSH_API_PORTS", "8081,8082").split(",")),
+        tls_port=int(os.environ.get("PUSH_NGINX_TLS_PORT", "8443")),
     )
     ctl = f".venv/bin/supervisorctl -c {stack.supervisor.conf.relative_to(ROOT)}"
     if command == "up":
         started = stack.up()
-        base = f"http://127.0.0.1:{stack.nginx_port}"
+        base = stack.base_url
         if started:
             print("started: " + "; ".join(started))
         else:
@@ -585,6 +632,7 @@ Admin token (also in {run_dir / "admin-token"} unless PUSH_ADMIN_TOKEN is set):
 Create an app:
   curl -s -X POST {base}/v1/apps -H 'Authorization: Bearer {token}' \\
        -H 'Content-Type: application/json' -d '{{"name": "my app"}}'
+Console: {base}/console (log in with the admin token); metrics: {base}/metrics
 supervisord restarts whatever dies. See it: make status (or {ctl} ...)
 Stop it with: make down""")
         return 0

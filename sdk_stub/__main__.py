@@ -3,6 +3,7 @@
 python -m sdk_stub phone --app-key ak_... --state phone.json [--user alice] [--topic deals]
 python -m sdk_stub phone --app-key ak_... --state phone.json --stream [--window 100]
 python -m sdk_stub simulate --app-key ak_... --devices 100 --seconds 30
+python -m sdk_stub events [--namespace push] [--key 'device.*' ...]   # another service
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import uuid
 
 from sdk_stub.client import Phone
+from sdk_stub.events import DEFAULT_AMQP_URL, EventListener
 
 
 def run_phone(args: argparse.Namespace) -> int:
@@ -74,16 +76,29 @@ def simulate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def print_events(args: argparse.Namespace) -> int:
+    listener = EventListener(args.amqp_url, args.namespace, args.key or ["#"])
+    print(f"listening on {listener.exchange} ({', '.join(args.key or ['#'])}); Ctrl-C to stop")
+    try:
+        listener.run(lambda key, event: print(key, json.dumps(event), flush=True))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sdk_stub",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
-    parser.add_argument("--app-key", required=True)
+    phones = argparse.ArgumentParser(add_help=False)
+    phones.add_argument("--url", default="http://127.0.0.1:8080")
+    phones.add_argument("--app-key", required=True)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("phone", help="one phone, printing what it receives")
+    p = sub.add_parser("phone", parents=[phones], help="one phone, printing what it receives")
     p.add_argument("--state", help="file keeping its installation id, secret and seen ids")
     p.add_argument("--user")
     p.add_argument("--topic", action="append")
@@ -91,13 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     p.add_argument("--stream", action="store_true", help="the live stream, not long polls")
     p.add_argument("--window", type=int, default=100, help="with --stream: unacked in flight")
-    s = sub.add_parser("simulate", help="many phones long-polling at once")
+    s = sub.add_parser("simulate", parents=[phones], help="many phones long-polling at once")
     s.add_argument("--devices", type=int, default=10)
     s.add_argument("--seconds", type=float, default=10)
     s.add_argument("--wait", type=float, default=25)
     s.add_argument("--topic", action="append")
+    e = sub.add_parser("events", help="another service: print Pushbox's events as they come")
+    e.add_argument("--amqp-url", default=DEFAULT_AMQP_URL)
+    e.add_argument("--namespace", default="push", help="PUSH_NAMESPACE of the stack")
+    e.add_argument("--key", action="append", help="binding key (default #: every event)")
     args = parser.parse_args(argv)
-    return run_phone(args) if args.command == "phone" else simulate(args)
+    commands = {"phone": run_phone, "simulate": simulate, "events": print_events}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

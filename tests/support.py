@@ -72,3 +72,52 @@ def eventually(check, seconds: float = 20.0, every: float = 0.1):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(every)
+
+
+class OverHttp:
+    """The helpers above over real HTTP (through nginx): a Flask-test-client-like
+    `post` whose answers have `status_code` and `get_json()`."""
+
+    def __init__(self, base: str, http):
+        self.base, self.http = base, http
+
+    def post(self, path: str, **kwargs):
+        return _Answer(self.http.post(self.base + path, timeout=10, **kwargs))
+
+
+class _Answer:
+    def __init__(self, r):
+        self.status_code, self._r = r.status_code, r
+
+    def get_json(self):
+        return self._r.json()
+
+
+# ---- reading GET /metrics
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text as {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def grew(before: dict, after: dict, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def scrape(base: str) -> dict:
+    """GET /metrics (from loopback: no token needed), as samples()."""
+    import requests
+
+    r = requests.get(f"{base}/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return samples(r.text)

@@ -14,10 +14,12 @@ import time
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
 from dispatcher.bootstrap import bootstrap
 from dispatcher.platforms.wake_worker import WakeWorker
-from tests.support import bearer, eventually, new_app
+from sdk_stub.events import EventListener
+from tests.support import bearer, eventually, new_app, scrape, value
 
 pytestmark = pytest.mark.usefixtures("wake_worker")
 
@@ -314,6 +316,41 @@ def test_a_dead_token_is_marked_invalid_and_never_used_again(shop, fcm_standin):
     # the message itself waits in the queue
     got = shop.client.post("/v1/device/sync", json={}, headers=phone["headers"]).get_json()
     assert [m["id"] for m in got["messages"]] == [first, second]
+
+
+def test_a_dead_token_tells_other_services_once_and_is_counted(shop, fcm_standin, settings, stack):
+    listener = EventListener(settings.rabbitmq_url, settings.namespace, ["token.invalid"])
+    labels = {"provider": "fcm", "result": "invalid_token"}
+
+    def counted() -> float:
+        """The stack's wake worker consumes the same wake queue as this module's: the
+        push is counted by whichever took the job."""
+        here = REGISTRY.get_sample_value("pushbox_wakes_total", labels) or 0
+        return here + value(scrape(stack.base), "pushbox_wakes_total", **labels)
+
+    before = counted()
+    phone = shop.device("android")
+    fcm_standin.fail(phone["token"], 404, "UNREGISTERED")
+    sent = shop.notify({"device_id": phone["id"]}, title="one")
+    assert eventually(lambda: shop.stats(sent)["wake_failed"] == 1)
+    heard: list[dict] = []
+
+    def told() -> bool:
+        heard.extend(e for e in listener.take() if e["device_id"] == phone["id"])
+        return bool(heard)
+
+    assert eventually(told)
+    listener.close()
+    assert heard == [
+        {
+            **heard[0],
+            "event": "token.invalid",
+            "app_id": shop.app["id"],
+            "provider": "fcm",
+            "reason": "UNREGISTERED",
+        }
+    ]
+    assert eventually(lambda: counted() == before + 1)
 
 
 def test_apns_bad_device_token_is_invalid_but_an_old_410_is_not(shop, apns_standin):

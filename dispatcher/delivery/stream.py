@@ -28,6 +28,7 @@ from device_registry.sessions import Session
 from dispatcher.delivery.decisions import Settlement, Taken, collapse, screen
 from dispatcher.delivery.mailbox import BROKEN, REPLACED
 from dispatcher.delivery.sync import Counts, Delivery, claim, counts_of
+from pushbox_core import metrics
 from pushbox_core.errors import PushboxError
 from pushbox_core.names import LANES
 
@@ -143,17 +144,18 @@ def stream_device(
     mark = None
     alive_at = 0.0
     try:
-        while outbox.code is None:
-            if time.monotonic() - alive_at >= ALIVE_EVERY_S:
-                # connected (no platform wake), online, and still the device's holder
-                mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
-                d.holders.renew(device_id, mine)
-                alive()
-                alive_at = time.monotonic()
-            batch = outbox.take(timeout=1.0)
-            if batch:
-                for frame in _frames(batch, in_flight, lock, settle):
-                    socket.send(frame)
+        with metrics.streaming():
+            while outbox.code is None:
+                if time.monotonic() - alive_at >= ALIVE_EVERY_S:
+                    # connected (no platform wake), online, and still the device's holder
+                    mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+                    d.holders.renew(device_id, mine)
+                    alive()
+                    alive_at = time.monotonic()
+                batch = outbox.take(timeout=1.0)
+                if batch:
+                    for frame in _frames(batch, in_flight, lock, settle):
+                        socket.send(frame)
     except SocketClosed:
         outbox.end(DONE)
     except PushboxError as e:  # Redis or the broker, while streaming
@@ -185,6 +187,10 @@ def _frames(
         for t in kept:
             in_flight[t.id] = t
     settle(settled)
+    now_s = time.time()
+    for t in kept:
+        if not t.redelivered and t.created_ms:  # from its send to its frame
+            metrics.stream_delivered(max(0.0, now_s - t.created_ms / 1000))
     return [b'{"op":"message",' + t.wire()[1:] for t in kept]
 
 

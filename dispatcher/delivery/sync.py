@@ -15,6 +15,7 @@ from dispatcher.delivery.decisions import Taken
 from dispatcher.delivery.holders import Holders
 from dispatcher.delivery.mailbox import Mailbox
 from dispatcher.delivery.signals import Listener, Signals
+from pushbox_core import metrics
 from pushbox_core.errors import DependencyDown
 from pushbox_core.names import Names
 
@@ -67,19 +68,27 @@ def sync_device(
         woken = d.listener.waiter(Names.wake_device(device_id), Names.wake_app(session.app_id))
     deadline = time.monotonic() + req.wait_s
     mark = None
+    started, waited = time.perf_counter(), 0.0
     try:
         messages = d.mailbox.sync(device_id, list(req.ack), req.max, settled)
         while woken is not None and not messages and req.max > 0:
             left = deadline - time.monotonic()
             if mark is None and left > 0:  # waiting: no platform wake while it lasts
                 mark = d.connections.connect(device_id, left)
-            if left <= 0 or not woken.wait(left):
+            if left <= 0:
+                break
+            wait_started = time.perf_counter()
+            with metrics.waiting():
+                arrived = woken.wait(left)
+            waited += time.perf_counter() - wait_started
+            if not arrived:
                 break
             woken.clear()
             current = d.holders.current(device_id)
             if current is not None and current != mine:
                 break  # a newer sync or stream of the device (here or elsewhere): stale
             messages = d.mailbox.sync(device_id, [], req.max, settled)
+        metrics.SYNC_SECONDS.observe(time.perf_counter() - started - waited)
         return messages
     finally:
         if woken is not None:

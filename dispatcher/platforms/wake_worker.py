@@ -43,6 +43,7 @@ from dispatcher.platforms.delivery import deliver
 from dispatcher.platforms.fcm import FcmClient, FcmCredentials
 from dispatcher.platforms.push import Outcome, PlatformClient, Push
 from dispatcher.platforms.wake_jobs import WakeJob
+from pushbox_core import metrics
 from pushbox_core.errors import DependencyDown, PushboxError
 from pushbox_core.rabbit import connection_params
 from pushbox_core.redis_client import redis_errors
@@ -83,6 +84,7 @@ class WakeWorker:
                 self._consume()
                 delay = 0.5
             except (AMQPError, DependencyDown, OSError) as e:
+                metrics.dependency_failed(e if isinstance(e, DependencyDown) else "rabbitmq")
                 log.warning("wake worker lost a dependency (%s); retrying in %.1fs", e, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
@@ -238,12 +240,17 @@ class WakeWorker:
         async with self._in_flight:
             outcome = await deliver(client, push)
         self._count(f"{t.provider}_{outcome.result}")
+        metrics.WAKES.labels(t.provider, outcome.result).inc()
         key = (app.id, t.provider, cred.sealed)
         if outcome.accepted and key in self._retrying:  # the retried credentials work again
             self._retrying.discard(key)
             await self._db(self.pb.store.credential_accepted, app.id, t.provider, cred.sealed)
         if outcome.result == "invalid_token":
-            await self._db(self.pb.store.mark_token_invalid, t.device_id, t.token, outcome.reason)
+            marked = await self._db(
+                self.pb.store.mark_token_invalid, t.device_id, t.token, outcome.reason
+            )
+            if marked:  # once per token: a second push to it meanwhile says nothing new
+                self.pb.events.token_invalid(app.id, t.device_id, t.provider, outcome.reason)
             log.info("device %s: %s token invalid (%s)", t.device_id, t.provider, outcome.reason)
         elif outcome.result == "credentials_rejected":
             await self._credentials_rejected(app, t.provider, cred, outcome)
