@@ -146,7 +146,7 @@ class Program:
     log: str = ""  # default: <name>.log
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "TERM"
-    ready_within_s: float = 30
+    ready_within_s: float = 90  # a ceiling: a loaded machine boots slowly
 
     @property
     def log_name(self) -> str:
@@ -411,7 +411,7 @@ class Stack:
             ),
             Answers(f"{self.base_url}/healthz", any_certificate=self.tls is not None),
             log="nginx-error.log",  # also its error_log: what it says before reading that
-            ready_within_s=15,
+            ready_within_s=60,
         )
         return [*api, *(workers if self.with_dispatcher else []), nginx]
 
