@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 import time
 
-from bench import broadcast, drain, harness, idle_cost, registration, send, waiting, wakeup
+from bench import (
+    broadcast,
+    drain,
+    harness,
+    idle_cost,
+    registration,
+    send,
+    stream,
+    waiting,
+    wakeup,
+)
 from bench.harness import Figure
 
 
@@ -33,7 +43,9 @@ def main() -> None:
         idle = idle_cost.figures(fleet, before, after, idle_cost.redis_used())
         print("registration: raw declare + bind ...", flush=True)
         keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
-        for module in (wakeup, waiting, send, broadcast):
+        # stream before send and broadcast, which leave messages in every device's lanes
+        # (each open stream would be handed its backlog first)
+        for module in (wakeup, waiting, stream, send, broadcast):
             keep(module.run(fleet))
     finally:
         print("removing the fleet ...", flush=True)
