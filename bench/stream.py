@@ -44,7 +44,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bench import drain, harness, idle_cost, wakeup
+from bench import drain, harness, wakeup
 from bench.client import LeanStream, bearer
 from bench.harness import Device, Figure, Fleet
 from scripts.stack import raise_open_files
@@ -339,28 +339,68 @@ def _rabbitmqctl(*args: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines()[1:] if line.strip()]
 
 
-def _broker_channels_consumers(api: Sequence[int], device_ids: set[str]) -> tuple[int, int]:
-    """The broker's channels on connections of these API workers, and its consumers of
-    these devices' lanes (the broker is shared: others' are left out)."""
+QUEUE_SAMPLE = 200  # devices whose lanes' queue processes are weighed at every step
+
+# Erlang, run by `rabbitmqctl eval` (@CONNS@ and @QUEUES@ filled in): after a garbage
+# collection of each, the memory of the channels on these connections (each channel's
+# supervisor, channel, writer and limiter processes) and of these queues' processes
+_BROKER_SIDE = """
+Mem = fun(P) -> try erlang:garbage_collect(P), element(2, erlang:process_info(P, memory))
+  catch _:_ -> 0 end end,
+Kind = fun(X) -> try element(1, proc_lib:translate_initial_call(X)) catch _:_ -> none end end,
+Conns = [list_to_pid(S) || S <- [@CONNS@]],
+Mine = [P || P <- rabbit_channel:list_local(), lists:member(catch proplists:get_value(
+  connection, rabbit_channel:info(P, [connection])), Conns)],
+Chan = fun(P) -> try {links, Ls} = erlang:process_info(P, links),
+  [Sup | _] = [X || X <- Ls, is_pid(X), Kind(X) == supervisor2],
+  {links, SL} = erlang:process_info(Sup, links),
+  Mem(Sup) + lists:sum([Mem(X) || X <- SL, is_pid(X),
+    lists:member(Kind(X), [rabbit_channel, rabbit_writer, rabbit_limiter])])
+  catch _:_ -> 0 end end,
+QMem = fun(N) -> case rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, N)) of
+  {ok, Q} -> Mem(amqqueue:get_pid(Q)); _ -> 0 end end,
+io:format("~b ~b ~b~n", [length(Mine), lists:sum([Chan(P) || P <- Mine]),
+  lists:sum([QMem(N) || N <- [@QUEUES@]])]).
+"""
+
+
+def _local_pid(pid: str) -> str:
+    """`<rabbit@host.1796015912.12857.8>` (as rabbitmqctl prints it) -> `<0.12857.8>`."""
+    parts = pid.strip("<>").split(".")
+    return f"<0.{parts[-2]}.{parts[-1]}>"
+
+
+def _broker_side(api: Sequence[int], fleet: Fleet) -> tuple[int, int, int, int]:
+    """On the (shared) broker, only what is ours: (channels on these API workers'
+    connections, their memory, consumers of the fleet's lanes, the memory of the queue
+    processes of the first QUEUE_SAMPLE devices' lanes)."""
     out = subprocess.run(["ss", "-Htnp", "dport = :5672"], capture_output=True, text=True).stdout
     ports = {
         line.split()[3].rsplit(":", 1)[1]
         for line in out.splitlines()
         if any(f"pid={p}," in line for p in api)
     }
-    mine = {
-        row[0]
+    conns = [
+        _local_pid(row[0])
         for row in _rabbitmqctl("list_connections", "pid", "peer_port")
         if row[1:2] and row[1] in ports
-    }
-    channels = sum(1 for row in _rabbitmqctl("list_channels", "connection") if row[0] in mine)
+    ]
     nm = harness.names()
+    sample = [q for d in fleet.devices[:QUEUE_SAMPLE] for q in nm.device_queues(d.id)]
+    code = _BROKER_SIDE.replace("@CONNS@", ",".join(f'"{c}"' for c in conns)).replace(
+        "@QUEUES@", ",".join(f'<<"{q}">>' for q in sample)
+    )
+    got = subprocess.run(
+        ["rabbitmqctl", "-q", "eval", code], capture_output=True, text=True, timeout=300
+    ).stdout.split()
+    channels, channel_bytes, queue_bytes = (int(x) for x in got[:3])
+    ids = {d.id for d in fleet.devices}
     consumers = sum(
         1
         for row in _rabbitmqctl("list_consumers", "queue_name")
-        if nm.device_id_of_queue(row[0]) in device_ids
+        if nm.device_id_of_queue(row[0]) in ids
     )
-    return channels, consumers
+    return channels, channel_bytes, consumers, queue_bytes
 
 
 @dataclass(frozen=True)
@@ -370,9 +410,10 @@ class Cost:
     api_fds: int
     nginx_fds: int
     bench_fds: int
-    broker_bytes: int
-    broker_channels: int
-    broker_consumers: int
+    broker_channels: int  # on the API workers' connections
+    broker_channel_bytes: int  # their processes' memory
+    broker_consumers: int  # on the fleet's lanes
+    broker_sample_queue_bytes: int  # the queue processes of the first QUEUE_SAMPLE devices
     api_cpu_s_per_s: float  # the API workers' CPU while the streams sit idle
 
 
@@ -381,46 +422,48 @@ def cost_now(streams: int, fleet: Fleet, idle_s: float = 5.0) -> Cost:
     with harness.CpuMeter() as meter:
         time.sleep(idle_s)
     try:
-        broker, _breakdown = idle_cost.broker_memory()
-        channels, consumers = _broker_channels_consumers(
-            parts["api"], {d.id for d in fleet.devices}
-        )
+        channels, channel_bytes, consumers, queue_bytes = _broker_side(parts["api"], fleet)
     except (OSError, subprocess.SubprocessError, ValueError) as e:  # a slow broker: no figure
         print(f"  (the broker's side of the idle cost was not measured: {e!r:.100})")
-        broker, channels, consumers = -1, -1, -1
+        channels, channel_bytes, consumers, queue_bytes = -1, -1, -1, -1
     return Cost(
         streams=streams,
         api_rss=sum(_rss(p) for p in parts["api"]),
         api_fds=sum(_fds(p) for p in parts["api"]),
         nginx_fds=sum(_fds(p) for p in parts["nginx"]),
         bench_fds=_fds(os.getpid()),
-        broker_bytes=broker,
         broker_channels=channels,
+        broker_channel_bytes=channel_bytes,
         broker_consumers=consumers,
+        broker_sample_queue_bytes=queue_bytes,
         api_cpu_s_per_s=round(meter.seconds.get("api", 0.0) / idle_s, 4),
     )
 
 
 def per_stream(a: Cost, b: Cost) -> dict[str, float | None]:
+    """What one more open stream cost, from snapshot a to b."""
     n = b.streams - a.streams
     if n <= 0:
         return {}
 
-    def d(name: str) -> float | None:
+    def d(name: str, per: int = n) -> float | None:
         before, after = getattr(a, name), getattr(b, name)
         if before < 0 or after < 0:  # not measured
             return None
-        return round((after - before) / n, 3)
+        return round((after - before) / per, 3)
 
+    channel, queues = d("broker_channel_bytes"), d("broker_sample_queue_bytes", QUEUE_SAMPLE)
     return {
         "streams": n,
         "api_bytes": d("api_rss"),
-        "broker_bytes": d("broker_bytes"),
-        "broker_channels": d("broker_channels"),
-        "broker_consumers": d("broker_consumers"),
         "api_fds": d("api_fds"),
         "nginx_fds": d("nginx_fds"),
         "bench_fds": d("bench_fds"),
+        "broker_channels": d("broker_channels"),
+        "broker_consumers": d("broker_consumers"),
+        "broker_channel_bytes": channel,
+        "broker_queue_bytes_with_its_consumers": queues,  # its two lanes, consumed vs not
+        "broker_bytes": None if channel is None or queues is None else round(channel + queues),
         "api_cpu_us_per_s": round((b.api_cpu_s_per_s - a.api_cpu_s_per_s) / n * 1e6, 2),
     }
 
