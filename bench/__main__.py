@@ -14,6 +14,7 @@ from bench import (
     idle_cost,
     registration,
     send,
+    stream,
     waiting,
     wakeup,
 )
@@ -43,7 +44,9 @@ def main() -> None:
         idle = idle_cost.figures(fleet, before, after, idle_cost.redis_used())
         print("registration: raw declare + bind ...", flush=True)
         keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
-        for module in (wakeup, waiting, send, broadcast):
+        # stream before send and broadcast, which leave messages in every device's lanes
+        # (each open stream would be handed its backlog first)
+        for module in (wakeup, waiting, stream, send, broadcast):
             keep(module.run(fleet))
     finally:
         print("removing the fleet ...", flush=True)

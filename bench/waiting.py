@@ -3,7 +3,9 @@ hold while wake-up p99 stays under 1 s (and every sync and send succeeds).
 
 Steps of STEPS waiting devices (the wake-up bench's machinery: each step sends SAMPLES
 notifications to distinct waiting devices at PACE_PER_S, then wakes and releases
-everyone); the figure is the largest step that passed. No baseline."""
+everyone); the figure is the largest step that passed. A step fails on an error, a
+notification never answered, p99 over the limit, or by running longer than
+`wakeup.RUN_TIMEOUT_S` (every request has a timeout of its own too). No baseline."""
 
 from __future__ import annotations
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 
 from flask import Blueprint, g, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from device_registry import services
 from device_registry.sessions import Session
@@ -28,6 +32,8 @@ from pushbox_core.errors import (
     RateLimited,
     Unauthorized,
 )
+
+log = logging.getLogger(__name__)
 
 AUTH = 4003
 TRY_AGAIN_LATER = 1013  # the device's rate limit (RFC 6455's "try again later")
@@ -79,7 +85,8 @@ def device_stream(ws) -> None:
         )
     except DeviceNotFound:
         code = GONE
-    except (DependencyDown, PushboxError):
+    except (DependencyDown, PushboxError) as e:
+        log.warning("device %s: stream refused: %s", session.device_id, e)
         code = BROKEN
     socket.close(code, REASONS.get(code, ""))
 
@@ -114,6 +121,7 @@ class _Socket:
 
     def __init__(self, ws) -> None:
         self._ws = ws
+        ws.sock = _WholeWrites(ws.sock)  # its own writes too (pings, pongs, the close)
 
     def receive(self, timeout: float | None = None) -> str | bytes | None:
         try:
@@ -121,12 +129,39 @@ class _Socket:
         except ConnectionClosed:
             raise stream.SocketClosed() from None
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, frames: list[bytes]) -> None:
+        """The frames made by wsproto (simple-websocket's framing), written at once."""
+        if not self._ws.connected:
+            raise stream.SocketClosed()
         try:
-            self._ws.send(data.decode() if isinstance(data, bytes) else data)
-        except ConnectionClosed:
+            data = b"".join(self._ws.ws.send(TextMessage(data=f.decode())) for f in frames)
+            self._ws.sock.sendall(data)
+        except (OSError, LocalProtocolError):
             raise stream.SocketClosed() from None
 
     def close(self, reason: int, message: str) -> None:
         with contextlib.suppress(ConnectionClosed):
             self._ws.close(reason=reason, message=message)
+
+
+class _WholeWrites:
+    """A socket whose writes are whole and one at a time. simple-websocket writes with
+    `send` and ignores what it returns: under gevent a write the kernel takes only part
+    of loses the rest, which a batch of frames to a slow phone would meet. Here every
+    write is a `sendall`, under a lock, so that its own writes (pings, pongs, the close)
+    never land inside a batch of frames."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        self.sendall(data)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        with self._lock:
+            self._sock.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)

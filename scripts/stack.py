@@ -456,8 +456,8 @@ class Stack:
         text = (ROOT / "nginx" / name).read_text()
         cert, key = self.tls or ("", "")
         for variable, value in {
-            "LISTEN": f"127.0.0.1:{self.nginx_port}",
-            "LISTEN_TLS": f"127.0.0.1:{self.tls_port}",
+            "LISTEN": f"127.0.0.1:{self.nginx_port} reuseport",  # spread over the workers
+            "LISTEN_TLS": f"127.0.0.1:{self.tls_port} reuseport",
             "TLS_CERT": cert,
             "TLS_KEY": key,
         }.items():

@@ -68,7 +68,7 @@ HOLDINGS_MAX = 1_800  # channels on the holding connection (the broker allows 2,
 DELIVERY_WAIT_S = 0.5  # at most, for deliveries the ready count promised
 DELIVERY_GAP_S = 0.05  # deliveries that pause this long have ended (the rest expired)
 JOB_TIMEOUT_S = 30.0
-READ_AHEAD_EVERY_S = 0.01  # while reading ahead, deliveries are decoded this often
+READ_WAIT_S = 1.0  # with consumers open, the owning thread waits on the broker this long
 GETS_MAX = 4  # a lane with more to read than this gets a consumer instead of basic.gets
 READING_MAX = 50  # devices an actor reads ahead for at once (each up to ~2 batches a lane)
 EXPIRE_EVERY_S = 1.0
@@ -220,6 +220,7 @@ class _Actor:
         self._streams: set[str] = set()  # devices a live stream consumes
         self._expired_at = 0.0
         self._on_released = on_released
+        self._in_broker_wait = False  # the owning thread waits on the broker (see _wake)
 
     # ---- called from other threads
     def sync(
@@ -277,7 +278,16 @@ class _Actor:
     def close(self) -> None:
         if self._thread is not None:
             self._jobs.put(None)
+            self._wake()
             self._thread.join(5)
+
+    def _wake(self) -> None:
+        """A job is queued: if the owning thread waits on the broker, wake it (pika's
+        one thread-safe call)."""
+        conn = self._conn
+        if self._in_broker_wait and conn is not None:
+            with contextlib.suppress(AMQPError, *CONNECTION_ERRORS):
+                conn.add_callback_threadsafe(_nothing)
 
     # ---- the owning thread
     def _submit(self, fn: Callable[[], T]) -> Future:
@@ -287,6 +297,7 @@ class _Actor:
                 self._thread.start()
         future: Future = Future()
         self._jobs.put((fn, future))
+        self._wake()
         return future
 
     def _run(self, fn: Callable[[], T]) -> T:
@@ -296,27 +307,35 @@ class _Actor:
             raise BrokerUnavailable("the broker is too slow to answer") from None
 
     def _reading_ahead(self) -> bool:
-        """Consumers are open: their deliveries are taken in every READ_AHEAD_EVERY_S."""
+        """Consumers are open: the owning thread waits on the broker for deliveries."""
         return bool(self._reading or self._streams)
 
     def _next_job(self) -> tuple[Callable[[], Any], Future] | None | tuple[()]:
-        """The next job, or () after a while without one. While consumers are open,
-        the while is short and their deliveries are decoded after it (now, not in the
-        next sync), what arrived meanwhile in one go."""
-        reading = self._reading_ahead()
-        try:
-            return self._jobs.get(
-                timeout=READ_AHEAD_EVERY_S if reading else 1.0 if not self._holdings else 0.2
-            )
-        except queue.Empty:
-            pass
-        if reading and self._conn is not None and self._conn.is_open:
+        """The next job, or () after a while without one. While consumers are open, the
+        thread waits on the broker instead, for deliveries (handed on as they land: to a
+        stream's socket, or decoded ahead of the next sync) or a job (`_wake`), up to
+        READ_WAIT_S. It used to poll every 10 ms, which cost each actor with an open
+        consumer a sixtieth of a core with nothing arriving, and a wake-up up to 10 ms."""
+        conn = self._conn
+        if self._reading_ahead() and conn is not None and conn.is_open:
+            self._in_broker_wait = True  # before looking: a job queued after it wakes us
             try:
-                self._conn.process_data_events(0)
-            except (AMQPError, *CONNECTION_ERRORS) as e:
-                log.warning("mailbox connection lost: %s", e)
-                self._drop_connection()
-        return ()
+                with contextlib.suppress(queue.Empty):
+                    return self._jobs.get_nowait()
+                try:
+                    conn.process_data_events(time_limit=READ_WAIT_S)
+                except (AMQPError, *CONNECTION_ERRORS) as e:
+                    log.warning("mailbox connection lost: %s", e)
+                    self._drop_connection()
+            finally:
+                self._in_broker_wait = False
+            timeout = 0.0
+        else:
+            timeout = 1.0 if not self._holdings else 0.2
+        try:
+            return self._jobs.get(timeout=timeout) if timeout else self._jobs.get_nowait()
+        except queue.Empty:
+            return ()
 
     def _loop(self) -> None:
         while True:
@@ -563,6 +582,10 @@ class _Actor:
     def _cancel(h: Holding, lane: str) -> None:
         tag, _window = h.consumers.pop(lane)
         h.channel.basic_cancel(tag)  # deliveries not yet handed to us go back, redelivered
+
+
+def _nothing() -> None:
+    """What `_wake` asks pika to run: the call itself ends the broker wait."""
 
 
 def taken(lane: str, method: Any, props: pika.BasicProperties, body: bytes) -> Taken:
