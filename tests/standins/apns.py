@@ -63,9 +63,10 @@ class ApnsStandin(Standin):
         cache_tokens: bool = True,
     ):
         """`cache_tokens`: check a provider token's signature once and remember it (a
-        client sends the same token for up to an hour: checking ES256 on every push
-        made the stand-in the bottleneck of a benchmark); its claims are still checked
-        on every request, so an expired token is refused as before."""
+        client sends the same token for up to an hour; checking ES256 on every push
+        cost the stand-in 0.1-0.25 ms of CPU a push, a sixth of its whole cost, which a
+        benchmark on the same cores charges to whatever it measures); its claims are
+        still checked on every request, so an expired token is refused as before."""
         super().__init__(ca, host=host, port=port)
         self.team_id = team_id
         self.key_id = key_id
