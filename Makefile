@@ -33,11 +33,14 @@ lint: install
 	docker-compose config -q
 
 # Benchmarks run against the `make up` stack, restarted with rate limits raised for
-# the run (environment variables only; see bench/README.md).
+# the run and APNs pointed at the stand-in the wake figures start on BENCH_APNS_PORT
+# (environment variables only; see bench/README.md).
+BENCH_APNS_PORT ?= 9444
 BENCH_ENV := PUSH_RATE_DEVICE_PER_S=1000000 PUSH_RATE_DEVICE_BURST=1000000 \
 	PUSH_RATE_SERVER_KEY_PER_S=1000000 PUSH_RATE_SERVER_KEY_BURST=1000000 \
 	PUSH_RATE_REGISTRATION_PER_S=1000000 PUSH_RATE_REGISTRATION_BURST=1000000 \
-	PUSH_DEVICE_BACKLOG_MAX=10000
+	PUSH_DEVICE_BACKLOG_MAX=10000 \
+	PUSH_APNS_URL=https://127.0.0.1:$(BENCH_APNS_PORT) PUSH_CA_FILE=$(CURDIR)/.run/bench-apns/ca.pem
 
 .PHONY: bench demo
 bench: install

@@ -1,5 +1,6 @@
 """`make bench`: every figure, one run, one fleet of 10,000 devices shared where the
-figures allow; prints the table and writes bench/results/latest.json."""
+figures allow; prints the table and writes each figure to bench/results/latest.json as
+soon as it is measured."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bench import (
     send,
     stream,
     waiting,
+    wake_rate,
     wakeup,
 )
 from bench.harness import Figure
@@ -27,9 +29,9 @@ def main() -> None:
     figures: list[Figure] = []
 
     def keep(new: list[Figure]) -> None:
-        """Kept as they come, so that a run cut short still leaves its figures."""
-        figures.extend(new)
-        harness.write_results(new)
+        """Kept as they come, so that a run cut short still leaves its figures (the
+        modules record each figure when it is measured; what they did not is now)."""
+        figures.extend(harness.record(new))
 
     before = idle_cost.snapshot()
     fleet = harness.new_fleet("bench", 0)
@@ -45,8 +47,10 @@ def main() -> None:
         print("registration: raw declare + bind ...", flush=True)
         keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
         # stream before send and broadcast, which leave messages in every device's lanes
-        # (each open stream would be handed its backlog first)
-        for module in (wakeup, waiting, stream, send, broadcast):
+        # (each open stream would be handed its backlog first); send gives every device
+        # an APNs token (for its second figure); broadcast asks for no wakes, and
+        # wake_rate wakes them all
+        for module in (wakeup, waiting, stream, send, broadcast, wake_rate):
             keep(module.run(fleet))
     finally:
         print("removing the fleet ...", flush=True)

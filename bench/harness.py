@@ -13,16 +13,19 @@ import contextlib
 import json
 import os
 import platform
+import re
+import secrets
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pika
 import pymysql
@@ -31,7 +34,7 @@ import requests
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
-from bench.client import Connection
+from bench.client import Connection, bearer
 from pushbox_core.names import LANES, Names
 from pushbox_core.settings import Settings
 from scripts.stack import Supervisor
@@ -157,15 +160,43 @@ def broker_open_files() -> int | None:
     """The open-files limit of the local RabbitMQ node (None when not readable): it
     needs about one file per device queue a broadcast writes to (docs/capacity.md)."""
     try:
-        pid = subprocess.run(
-            ["pgrep", "-o", "-u", "rabbitmq", "beam.smp"], capture_output=True, text=True
-        ).stdout.split()[0]
+        pid = broker_pids()[0]
         for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
             if line.startswith("Max open files"):
                 return int(line.split()[3])
     except (OSError, IndexError, ValueError):
         pass
     return None
+
+
+def load() -> list[float]:
+    """The machine's load averages (1, 5, 15 minutes): others' work shares the cores."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def fanout_refusal(devices: int) -> str | None:
+    """Why a broadcast to `devices` device queues is not run on this broker, or None: a
+    fanout to more queues than the broker may open files for thrashes for minutes, and
+    RabbitMQ 3.10 then lost its file handle cache here (docs/capacity.md)."""
+    files = broker_open_files()
+    if files is not None and files < devices + 1000:
+        return f"RabbitMQ may open only {files} files; scripts/install.sh"
+    return None
+
+
+def broker_pids() -> list[int]:
+    """The local RabbitMQ node the stack uses: whatever listens on the port of
+    PUSH_RABBITMQ_URL (a node of one's own may run beside the machine's), else the
+    oldest beam.smp of the rabbitmq user. Empty when the broker is not on this machine."""
+    url = urlsplit(settings().rabbitmq_url)
+    if url.hostname in ("127.0.0.1", "localhost", "::1"):
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{url.port or 5672}"], capture_output=True, text=True
+        ).stdout
+        found = sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
+        if found:
+            return found
+    return _pids(["-o", "-u", "rabbitmq", "beam.smp"])
 
 
 # ---- where the CPU goes
@@ -175,15 +206,18 @@ def _pids(args: list[str]) -> list[int]:
 
 
 def stack_processes() -> dict[str, list[int]]:
-    """The processes of the stack on this machine, by part: the API workers and nginx of
-    the stack `make up` started (.run/), the local servers, and this benchmark."""
-    parts: dict[str, list[int]] = {"api": [], "nginx": []}
+    """The processes of the stack on this machine, by part: the API workers, nginx and
+    the wake worker of the stack `make up` started (.run/), the local servers, and this
+    benchmark."""
+    parts: dict[str, list[int]] = {"api": [], "nginx": [], "wakes": []}
     for name, pid in Supervisor(ROOT / ".run").pids().items():
         if name.startswith("api-"):  # the workers do the work; their master waits
             parts["api"] += _pids(["-P", str(pid)])
         elif name == "nginx":
             parts["nginx"] = [pid, *_pids(["-P", str(pid)])]
-    parts["rabbitmq"] = _pids(["-u", "rabbitmq", "beam.smp"])
+        elif name == "wakes":
+            parts["wakes"] = [pid]
+    parts["rabbitmq"] = broker_pids()
     parts["mysql"] = _pids(["-x", "mariadbd"]) or _pids(["-x", "mysqld"])
     parts["redis"] = _pids(["-x", "redis-server"])
     return parts
@@ -197,12 +231,30 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def program_env(name: str) -> dict[str, str] | None:
+    """The environment a program of the stack (.run/) runs with, read from /proc; None
+    when it does not run or that cannot be read."""
+    pid = Supervisor(ROOT / ".run").pids().get(name)
+    if pid is None:
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
 class CpuMeter:
     """CPU seconds each part of the stack (and this benchmark) spent inside the block:
-    where a figure's time goes, measured in the same run."""
+    where a figure's time goes, measured in the same run. `extra`: more processes to
+    count, by part (a stand-in the benchmark started)."""
+
+    def __init__(self, extra: dict[str, list[int]] | None = None):
+        self.extra = extra or {}
 
     def __enter__(self) -> CpuMeter:
-        self.parts = stack_processes()
+        self.parts = {**stack_processes(), **self.extra}
         self._before = {p: _cpu_s(p) for pids in self.parts.values() for p in pids}
         self._self = os.times()
         return self
@@ -259,7 +311,9 @@ def write_results(figures: Sequence[Figure]) -> Path:
         "registration_rate",
         "send_rate",
         "send_rate_vs_raw_publish",
+        "send_rate_with_tokens",
         "broadcast_landing_s",
+        "wake_rate",
         "drain_rate",
         "drain_rate_vs_mosquitto",
         "wakeup_p99_ms",
@@ -317,10 +371,26 @@ def print_table(figures: Sequence[Figure]) -> None:
             print(f"  {f.name}: baseline = {f.baseline_what}")
 
 
+_recorded: list[Figure] = []  # written to latest.json in this process
+
+
+def record(figures: Iterable[Figure]) -> list[Figure]:
+    """Merge these figures into latest.json now, each as soon as it is measured (a run
+    cut short, or a clean-up that takes minutes, still leaves it there); a figure
+    recorded already is not written again. Returns them."""
+    figures = list(figures)
+    new = [f for f in figures if not any(f is r for r in _recorded)]
+    if new:
+        write_results(new)
+        _recorded.extend(new)
+    return figures
+
+
 def finish(figures: Sequence[Figure]) -> None:
-    """What `python -m bench.<name>` does at the end: print, then merge into latest.json."""
+    """What `python -m bench.<name>` does at the end: record what is not yet, print."""
+    record(figures)
     print_table(figures)
-    print(f"written to {write_results(figures)}")
+    print(f"written to {LATEST}")
 
 
 # ---- raw clients (baselines, set-up and clean-up)
@@ -415,7 +485,16 @@ def median(values: Iterable[float]) -> float:
 class Device:
     id: str
     secret: str
-    token: str | None = None
+    token: str | None = None  # its session token, once opened
+    push_token: str | None = None  # its APNs device token (64 hex digits), if it has one
+
+
+def apns_token() -> str:
+    return secrets.token_hex(32)
+
+
+def push_token_body(token: str) -> dict:
+    return {"push_token": {"provider": "apns", "token": token}}
 
 
 @dataclass
@@ -442,68 +521,93 @@ def create_app(label: str) -> dict:
     return r.json()
 
 
-async def _register(app_key: str, n: int, concurrency: int, out: list[Device]) -> float:
-    """Register n devices into `out` as they come (a failure leaves the ones registered
-    so far there, for removal)."""
-    left = iter(range(n))
-    tag = uuid.uuid4().hex[:10]
+async def _each(
+    items: Iterable[T], concurrency: int, work: Callable[[Connection, T], Awaitable[None]]
+) -> None:
+    """work(connection, item) for every item, by `concurrency` clients at once, each on
+    a keep-alive connection of its own."""
+    left = iter(items)
 
     async def client() -> None:
         c = Connection(base_url())
         try:
-            for i in left:
-                a = await c.request(
-                    "POST",
-                    "/v1/devices",
-                    {"installation_id": f"bench-{tag}-{i}", "platform": "android"},
-                    {"X-App-Key": app_key},
-                )
-                if a.status != 201:
-                    raise RuntimeError(f"registration answered {a.status}: {a.body[:300]!r}")
-                reg = a.json()
-                out.append(Device(str(reg["device_id"]), reg["device_secret"]))
+            for item in left:
+                await work(c, item)
         finally:
             c.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+async def _register(
+    app_key: str, n: int, concurrency: int, out: list[Device], push_tokens: bool
+) -> float:
+    """Register n devices into `out` as they come (a failure leaves the ones registered
+    so far there, for removal); with push_tokens, as iPhones with an APNs token each."""
+    tag = uuid.uuid4().hex[:10]
+
+    async def one(c: Connection, i: int) -> None:
+        body: dict[str, Any] = {"installation_id": f"bench-{tag}-{i}"}
+        token = apns_token() if push_tokens else None
+        if token is None:
+            body["platform"] = "android"
+        else:
+            body.update(platform="ios", **push_token_body(token))
+        a = await c.request("POST", "/v1/devices", body, {"X-App-Key": app_key})
+        if a.status != 201:
+            raise RuntimeError(f"registration answered {a.status}: {a.body[:300]!r}")
+        reg = a.json()
+        out.append(Device(str(reg["device_id"]), reg["device_secret"], push_token=token))
+
+    started = time.perf_counter()
+    await _each(range(n), concurrency, one)
     return time.perf_counter() - started
 
 
-def register(fleet: Fleet, n: int, concurrency: int) -> float:
+def register(fleet: Fleet, n: int, concurrency: int, *, push_tokens: bool = False) -> float:
     """Register n more devices in the fleet's app; returns the seconds it took."""
-    return asyncio.run(_register(fleet.app["app_key"], n, concurrency, fleet.devices))
+    return asyncio.run(_register(fleet.app["app_key"], n, concurrency, fleet.devices, push_tokens))
 
 
 async def _open_sessions(devices: Sequence[Device], concurrency: int) -> None:
-    left = iter([d for d in devices if d.token is None])
+    async def one(c: Connection, d: Device) -> None:
+        a = await c.request("POST", "/v1/sessions", {"device_id": d.id, "device_secret": d.secret})
+        if a.status != 201:
+            raise RuntimeError(f"session answered {a.status}: {a.body[:300]!r}")
+        d.token = a.json()["session_token"]
 
-    async def client() -> None:
-        c = Connection(base_url())
-        try:
-            for d in left:
-                a = await c.request(
-                    "POST", "/v1/sessions", {"device_id": d.id, "device_secret": d.secret}
-                )
-                if a.status != 201:
-                    raise RuntimeError(f"session answered {a.status}: {a.body[:300]!r}")
-                d.token = a.json()["session_token"]
-        finally:
-            c.close()
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await _each([d for d in devices if d.token is None], concurrency, one)
 
 
 def open_sessions(devices: Sequence[Device], concurrency: int = 16) -> None:
     asyncio.run(_open_sessions(devices, concurrency))
 
 
-def new_fleet(label: str, n: int, *, concurrency: int = 16) -> Fleet:
+async def _give_push_tokens(devices: Sequence[Device], concurrency: int) -> None:
+    async def one(c: Connection, d: Device) -> None:
+        token = apns_token()
+        a = await c.request("PATCH", "/v1/device", push_token_body(token), bearer(d.token or ""))
+        if a.status != 200:
+            raise RuntimeError(f"PATCH /v1/device answered {a.status}: {a.body[:300]!r}")
+        d.push_token = token
+
+    await _open_sessions(devices, concurrency)
+    await _each([d for d in devices if d.push_token is None], concurrency, one)
+
+
+def give_push_tokens(devices: Sequence[Device], concurrency: int = 16) -> None:
+    """An APNs token for each device that has none (`PATCH /v1/device`, opening a
+    session first where there is none)."""
+    asyncio.run(_give_push_tokens(devices, concurrency))
+
+
+def new_fleet(label: str, n: int, *, concurrency: int = 16, push_tokens: bool = False) -> Fleet:
     fleet = Fleet(create_app(label))
     if n:
-        print(f"  registering {n} devices for {label} ...", flush=True)
+        tokens = " with APNs tokens" if push_tokens else ""
+        print(f"  registering {n} devices{tokens} for {label} ...", flush=True)
         try:
-            register(fleet, n, concurrency)
+            register(fleet, n, concurrency, push_tokens=push_tokens)
         except BaseException:
             remove_fleet(fleet)  # what registered before the failure
             raise
@@ -546,12 +650,16 @@ class Shared:
 
 
 @contextlib.contextmanager
-def fleet_of(label: str, n: int, fleet: Fleet | None = None):
-    """The given fleet (not removed after), or a new one of n devices (removed after)."""
+def fleet_of(label: str, n: int, fleet: Fleet | None = None, *, push_tokens: bool = False):
+    """The given fleet (not removed after), or a new one of n devices (removed after).
+    With push_tokens every device has an APNs token (the given fleet's get one)."""
     if fleet is not None and len(fleet.devices) >= n:
+        if push_tokens and any(d.push_token is None for d in fleet.devices):
+            print(f"  {label}: an APNs token for every device (PATCH /v1/device) ...", flush=True)
+            give_push_tokens(fleet.devices)
         yield fleet
         return
-    own = new_fleet(label, n)
+    own = new_fleet(label, n, push_tokens=push_tokens)
     try:
         yield own
     finally:

@@ -11,6 +11,11 @@ and the `send_bound`: the most sends per second these cores could do if a send c
 healthz request plus a raw confirmed publish at 16 in flight (with the bench client's
 own CPU, which shares the machine), and that as a ratio to the ceiling.
 
+`send_rate_with_tokens`: right after `send_rate`, the same sends to the same devices once
+each has an APNs token (so each send also queues a wake job, and the wake worker pushes
+to the APNs stand-in meanwhile, on the same cores), beside `send_rate` of the same run
+(see `with_tokens`; bench/README.md on the stand-in).
+
 Every device's high lane gets one raw message first, not measured: the first
 persistent message into a classic queue costs the broker far more than the next ones
 (it creates the queue's index files), and whichever run came first paid it for the
@@ -27,7 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench import harness
+from bench import apns_standin, harness
+from bench.apns_standin import StepFailed
 from bench.client import Answer, Connection, bearer
 from bench.harness import Figure, Fleet
 
@@ -37,6 +43,7 @@ CEILING_REQUESTS = 10_000
 RAW_PUBLISHES = 5_000
 RAW_IN_FLIGHT = 1_000
 PACED_PUBLISHES = SENDS  # the same count as the sends: their settling tails weigh alike
+WAKE_LIMIT_S = 300  # after the sends with tokens, until the stand-in has every push
 
 
 async def _hammer(
@@ -172,7 +179,7 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
         settled = [harness.settle_broker()]
         with harness.CpuMeter() as sending:
             rate = send_rate(f)
-        print(f"  pushbox: {rate:.0f}/s; HTTP ceiling ...", flush=True)
+        print(f"  pushbox: {rate:.0f}/s; with APNs tokens ...", flush=True)
         with harness.CpuMeter() as after_sending:  # the broker's work the sends left
             settled.append(harness.settle_broker())
         broker_us_per_send = (
@@ -180,6 +187,9 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
             / SENDS
             * 1e6
         )
+        [tokens] = harness.record([with_tokens(f, rate, sending.per(SENDS))])
+        print("  HTTP ceiling ...", flush=True)
+        settled.append(harness.settle_broker())
         with harness.CpuMeter() as answering:
             ceiling = http_ceiling()
         print(f"  healthz: {ceiling:.0f}/s; raw publish ...", flush=True)
@@ -198,53 +208,121 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
             f"  broker CPU a send: {broker_us_per_send:.0f} us; a raw publish at the same pace:"
             f" {paced['broker_cpu_us_per_publish']:.0f} us"
         )
-    cmd = harness.command("send")
-    alike_us = publishing_alike.per(RAW_PUBLISHES)
-    best = send_bound(answering.per(CEILING_REQUESTS), alike_us, ceiling)
-    print(
-        f"  bound: a healthz request + a raw publish cost {best['cpu_us_healthz_plus_publish']:.0f}"
-        " us of CPU:"
-        f" at most {best['max_sends_per_s']}/s on {best['cores']} cores"
-        f" ({best['max_ratio_to_ceiling']}x the ceiling)"
-    )
-    detail = {
-        "senders": SENDERS,
-        "sends": SENDS,
-        "devices": harness.FLEET_SIZE,
-        f"raw_publish_{SENDERS}_in_flight": round(raw_alike),
-        "cpu_us_per_send": sending.per(SENDS),
-        "cpu_us_per_healthz": answering.per(CEILING_REQUESTS),
-        "cpu_us_per_raw_publish": publishing.per(RAW_PUBLISHES),
-        f"cpu_us_per_raw_publish_{SENDERS}_in_flight": alike_us,
-        "send_bound": best,
-        "broker_cpu_us_per_send_with_after": round(broker_us_per_send, 1),
-        "raw_publish_paced_at_send_rate": paced,
-        "broker_settle_s": [round(x, 1) for x in settled],
+        cmd = harness.command("send")
+        alike_us = publishing_alike.per(RAW_PUBLISHES)
+        best = send_bound(answering.per(CEILING_REQUESTS), alike_us, ceiling)
+        print(
+            "  bound: a healthz request + a raw publish cost"
+            f" {best['cpu_us_healthz_plus_publish']:.0f} us of CPU:"
+            f" at most {best['max_sends_per_s']}/s on {best['cores']} cores"
+            f" ({best['max_ratio_to_ceiling']}x the ceiling)"
+        )
+        detail = {
+            "senders": SENDERS,
+            "sends": SENDS,
+            "devices": harness.FLEET_SIZE,
+            f"raw_publish_{SENDERS}_in_flight": round(raw_alike),
+            "cpu_us_per_send": sending.per(SENDS),
+            "cpu_us_per_healthz": answering.per(CEILING_REQUESTS),
+            "cpu_us_per_raw_publish": publishing.per(RAW_PUBLISHES),
+            f"cpu_us_per_raw_publish_{SENDERS}_in_flight": alike_us,
+            "send_bound": best,
+            "broker_cpu_us_per_send_with_after": round(broker_us_per_send, 1),
+            "raw_publish_paced_at_send_rate": paced,
+            "broker_settle_s": [round(x, 1) for x in settled],
+        }
+        return harness.record(
+            [
+                Figure(
+                    "send_rate",
+                    rate,
+                    "msgs/s",
+                    ceiling,
+                    "HTTP ceiling: GET /healthz via the same nginx + instances, 16 clients",
+                    True,
+                    command=cmd,
+                    target=">= 0.5x ceiling",
+                    met=rate >= 0.5 * ceiling,
+                    detail=detail,
+                ),
+                Figure(
+                    "send_rate_vs_raw_publish",
+                    rate,
+                    "msgs/s",
+                    raw,
+                    "raw pika persistent mandatory publish, same exchange, 1,000 confirms in"
+                    " flight",
+                    True,
+                    command=cmd,
+                    detail={**detail, "raw_publishes": RAW_PUBLISHES},
+                ),
+                tokens,
+            ]
+        )
+
+
+def with_tokens(f: Fleet, without: float, without_us: dict[str, float]) -> Figure:
+    """send_rate again, measured the same way, once every device has an APNs token: each
+    send also queues a wake job, and the wake worker pushes to the APNs stand-in while
+    the sends go on (it shares the cores). Then the time until the stand-in has every
+    push, and the CPU of all that per send."""
+    detail: dict[str, Any] = {"senders": SENDERS, "sends": SENDS, "devices": len(f.devices)}
+    try:
+        with apns_standin.running() as standin:
+            if any(d.push_token is None for d in f.devices):
+                started = time.perf_counter()
+                harness.give_push_tokens(f.devices)
+                detail["giving_tokens_s"] = round(time.perf_counter() - started, 1)
+            standin.upload_credentials(f.app["server_key"])
+            detail["broker_settle_s"] = round(harness.settle_broker(), 1)
+            standin.reset()
+            with harness.CpuMeter(standin.cpu_part()) as sending:
+                rate = send_rate(f)
+            with harness.CpuMeter(standin.cpu_part()) as waking:
+                started = time.perf_counter()
+                summary = standin.wait_for(SENDS, WAKE_LIMIT_S)
+                behind_s = time.perf_counter() - started
+            if summary["statuses"] != {"200": SENDS}:
+                raise StepFailed(f"the stand-in answered {summary['statuses']}")
+    except StepFailed as e:
+        print(f"  with tokens: NOT MEASURED: {e}", flush=True)
+        return _with_tokens_figure(None, without, {**detail, "failure": str(e)})
+    both = {
+        part: round((sending.seconds.get(part, 0.0) + waking.seconds.get(part, 0.0)) / SENDS * 1e6)
+        for part in {**sending.seconds, **waking.seconds}
     }
-    return [
-        Figure(
-            "send_rate",
-            rate,
-            "msgs/s",
-            ceiling,
-            "HTTP ceiling: GET /healthz via the same nginx + instances, 16 clients",
-            True,
-            command=cmd,
-            target=">= 0.5x ceiling",
-            met=rate >= 0.5 * ceiling,
-            detail=detail,
-        ),
-        Figure(
-            "send_rate_vs_raw_publish",
-            rate,
-            "msgs/s",
-            raw,
-            "raw pika persistent mandatory publish, same exchange, 1,000 confirms in flight",
-            True,
-            command=cmd,
-            detail={**detail, "raw_publishes": RAW_PUBLISHES},
-        ),
-    ]
+    print(
+        f"  with tokens: {rate:.0f}/s (without: {without:.0f}/s); the last wake"
+        f" {behind_s:.1f} s after the last send",
+        flush=True,
+    )
+    detail.update(
+        {
+            "cpu_us_per_send": sending.per(SENDS),
+            "cpu_us_per_send_without_tokens": without_us,
+            "cpu_us_per_send_with_wakes_after": both,
+            "wakes": SENDS,
+            "wakes_done_s_after_sends": round(behind_s, 2),
+            "wakes_from_first_push_per_s": round(
+                SENDS / (summary["last_at"] - summary["first_at"])
+            ),
+            "load": harness.load(),
+        }
+    )
+    return _with_tokens_figure(rate, without, detail)
+
+
+def _with_tokens_figure(value: float | None, without: float, detail: dict) -> Figure:
+    return Figure(
+        "send_rate_with_tokens",
+        value,
+        "msgs/s",
+        without,
+        "send_rate in the same run: the same sends to the same devices before they had tokens",
+        True,
+        command=harness.command("send"),
+        detail=detail,
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from dispatcher.platforms.transport import retry_after_s, ssl_context
 from pushbox_core.errors import InvalidRequest
 from pushbox_core.settings import Settings
 from tests.standins import ANY_TOKEN, ApnsStandin, FcmStandin, LocalCA
+from tests.standins import apns as standins_apns
 
 pytest_plugins = ["tests.standins.fixtures"]  # standin_ca, fcm_standin, apns_standin
 
@@ -510,6 +511,71 @@ def test_apns_standin_refuses_a_provider_token_older_than_an_hour(
     client = apns_client(apns_standin, standin_ca, clock=lambda: time.time() - 2 * 3600)
     outcome = run(send_once(client, make_push("apns", ttl_s=None)))
     assert (outcome.result, outcome.reason) == ("credentials_rejected", "ExpiredProviderToken")
+
+
+def test_apns_standin_checks_a_remembered_provider_token_for_age_on_every_push(
+    apns_standin: ApnsStandin, standin_ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = apns_client(apns_standin, standin_ca)
+
+    async def scenario() -> list[Outcome]:
+        async with client:
+            first = await client.send(make_push("apns"))  # its signature checked, remembered
+            monkeypatch.setattr(standins_apns, "PROVIDER_TOKEN_MAX_AGE_S", -60)  # now too old
+            return [first, await client.send(make_push("apns"))]
+
+    first, second = run(scenario())
+    assert first.accepted
+    assert (second.result, second.reason) == ("credentials_rejected", "ExpiredProviderToken")
+    # the refused push carried the remembered token (then the client signed anew, once)
+    tokens = apns_standin.provider_tokens()
+    assert len(tokens) == 3 and tokens[0] == tokens[1] != tokens[2]
+
+
+def test_apns_standin_refuses_a_token_signed_by_another_key_after_remembering_a_good_one(
+    apns_standin: ApnsStandin, standin_ca: LocalCA
+) -> None:
+    good = apns_client(apns_standin, standin_ca)
+    other_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    forged = ApnsClient(
+        ApnsCredentials.parse(**{**apns_standin.credentials(), "private_key": other_key.decode()}),
+        base_url=apns_standin.url,
+        ca_file=standin_ca.ca_file,
+    )
+    assert run(send_once(good, make_push("apns"))).accepted
+    outcome = run(send_once(forged, make_push("apns")))
+    assert (outcome.result, outcome.reason) == ("credentials_rejected", "InvalidProviderToken")
+
+
+def test_apns_standin_keeps_a_connection_past_a_thousand_pushes_and_sums_them_up(
+    apns_standin: ApnsStandin, standin_ca: LocalCA
+) -> None:
+    """hypercorn closes a connection after 1,000 requests unless told otherwise, cutting
+    the streams in flight: APNs does not, and a benchmark sends 10,000 on one."""
+    client = apns_client(apns_standin, standin_ca)
+    n = 1_050
+
+    async def scenario() -> list[Outcome]:
+        limit = asyncio.Semaphore(50)
+
+        async def one() -> Outcome:
+            async with limit:
+                return await client.send(make_push("apns"))
+
+        async with client:
+            return await asyncio.gather(*(one() for _ in range(n)))
+
+    outcomes = run(scenario())
+    assert [o.result for o in outcomes] == ["accepted"] * n
+    with httpx.Client(verify=ssl_context(standin_ca.ca_file), http2=True) as control:
+        summary = control.get(f"{apns_standin.url}/_standin/summary").json()
+    assert summary["requests"] == n
+    assert summary["statuses"] == {"200": n}
+    assert summary["first_at"] <= summary["last_at"]
 
 
 def test_apns_standin_speaks_http2_only(apns_standin: ApnsStandin, standin_ca: LocalCA) -> None:

@@ -5,7 +5,8 @@
 
 Prints one JSON line: its url, the CA file (PUSH_CA_FILE) and the credentials to upload
 (a service account key file path, or the APNs key fields). Its recorded requests and
-failure injection are at /_standin/requests, /_standin/fail and /_standin/reset."""
+failure injection are at /_standin/requests (/_standin/summary: how many, when),
+/_standin/fail and /_standin/reset."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--dir", help="where the CA and credentials are written")
+    parser.add_argument(
+        "--verify-every-token",
+        action="store_true",
+        help="APNs: check the provider token's signature on every request (default: once)",
+    )
     args = parser.parse_args(argv)
 
     ca = LocalCA(args.dir)
@@ -37,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         key_file.write_text(json.dumps(server.service_account, indent=2))
         info.update(url=server.url, env="PUSH_FCM_URL", service_account_file=str(key_file))
     else:
-        server = ApnsStandin(ca, host=args.host, port=args.port)
+        server = ApnsStandin(
+            ca, host=args.host, port=args.port, cache_tokens=not args.verify_every_token
+        )
         key_file = Path(ca.dir) / "apns-key.p8"
         key_file.write_text(server.private_key)
         creds = server.credentials()

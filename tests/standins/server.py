@@ -5,6 +5,7 @@ thread, a record of every request, failures to inject, and a small control API
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -22,6 +23,7 @@ from tests.standins.tls import LocalCA
 ANY_TOKEN = "*"
 SSL_SHUTDOWN_TIMEOUT_S = 0.1
 CONTROL = "/_standin/"
+KEEP_ALIVE_MAX_REQUESTS = 10**9
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Standin:
         self.url = f"https://{host}:{self.port}"
         self._lock = threading.Lock()
         self._received: list[Received] = []
+        self._statuses: collections.Counter[int] = collections.Counter()
         self._failures: dict[str, list[Failure]] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,11 +118,28 @@ class Standin:
                 Failure(status, reason, ra, times, dict(extra))
             )
 
-    def reset(self) -> None:
-        """Forget requests and failures; start again if stopped."""
+    def summary(self) -> dict:
+        """How many requests came (control requests aside), when the first and the last
+        arrived (epoch seconds), and the statuses answered: what a benchmark polls
+        instead of fetching every request."""
+        with self._lock:
+            received = self._received
+            return {
+                "requests": len(received),
+                "first_at": received[0].at if received else None,
+                "last_at": received[-1].at if received else None,
+                "statuses": {str(k): v for k, v in sorted(self._statuses.items())},
+            }
+
+    def _forget(self) -> None:
         with self._lock:
             self._received.clear()
+            self._statuses.clear()
             self._failures.clear()
+
+    def reset(self) -> None:
+        """Forget requests and failures; start again if stopped."""
+        self._forget()
         if not self.running:
             self.start()
 
@@ -194,6 +214,9 @@ class Standin:
         config.keyfile = self.ca.server_pem
         config.alpn_protocols = ["h2"] if self.h2_only else ["h2", "http/1.1"]
         config.graceful_timeout = 0.2
+        # hypercorn closes a connection after 1,000 requests by default, cutting the
+        # streams in flight on it; Google and Apple keep theirs for hours
+        config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
         config.accesslog = None
         config.loglevel = "WARNING"
         return config
@@ -259,6 +282,8 @@ class Standin:
                 response = self.handle(request)
             except Exception as e:  # a stand-in bug: say so, as a 500 with the reason
                 response = Response.json(500, {"standin_error": repr(e)})
+            with self._lock:
+                self._statuses[response.status] += 1
         await send(
             {
                 "type": "http.response.start",
@@ -272,19 +297,19 @@ class Standin:
         raise NotImplementedError
 
     def _control(self, request: Received) -> Response:
-        """GET requests: what was received. POST fail {token, status, reason,
-        retry_after?, times?, ...}. POST reset."""
+        """GET requests: what was received. GET summary: how many, when, answered
+        what. POST fail {token, status, reason, retry_after?, times?, ...}. POST reset."""
         what = request.path[len(CONTROL) :]
         if what == "requests" and request.method == "GET":
             return Response.json(200, [r.wire() for r in self.received])
+        if what == "summary" and request.method == "GET":
+            return Response.json(200, self.summary())
         if what == "fail" and request.method == "POST":
             spec = request.json()
             self.fail(spec.pop("token"), int(spec.pop("status")), spec.pop("reason"), **spec)
             return Response.json(200, {})
         if what == "reset" and request.method == "POST":
-            with self._lock:
-                self._received.clear()
-                self._failures.clear()
+            self._forget()
             return Response.json(200, {})
         return Response.json(404, {"error": "no such control"})
 
