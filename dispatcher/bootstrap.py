@@ -18,6 +18,10 @@ import redis
 from device_registry.sessions import Sessions
 from device_registry.store import Store
 from device_registry.topology import Topology
+from dispatcher.campaigns.caps import Caps
+from dispatcher.campaigns.jobs import Jobs
+from dispatcher.campaigns.services import Campaigns
+from dispatcher.campaigns.store import CampaignStore
 from dispatcher.delivery.connections import Connections
 from dispatcher.delivery.holders import Holders
 from dispatcher.delivery.mailbox import Mailbox
@@ -54,6 +58,7 @@ class Pushbox:
     limiter: RateLimiter
     idempotency: Idempotency
     sealer: Sealer | None  # None without PUSH_SECRETS_KEY: credentials can't be stored
+    campaigns: Campaigns
 
     def close(self) -> None:
         """Send what waits in the batchers, then close every connection."""
@@ -67,6 +72,7 @@ class Pushbox:
         self.rabbit.close()
         self.db.close()
         self.redis.close()
+        self.campaigns.jobs.close()
 
 
 def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = None) -> Pushbox:
@@ -82,6 +88,10 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
     signals = Signals(client, names)
     mailbox = Mailbox(settings.rabbitmq_url, names, on_released=signals.released)
     listener = Listener(client, names, instance or instance_name(role), on_release=mailbox.release)
+    caps = Caps(client, names)
+    dispatch = Dispatch(
+        store, notifications, rabbit, topology, names, signals, WakeQueue(rabbit, names), caps
+    )
     return Pushbox(
         settings=settings,
         names=names,
@@ -93,15 +103,21 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         sessions=Sessions(client, names, settings.session_ttl_s),
         notifications=notifications,
         tally=Tally(notifications),
-        dispatch=Dispatch(
-            store, notifications, rabbit, topology, names, signals, WakeQueue(rabbit, names)
-        ),
+        dispatch=dispatch,
         delivery=Delivery(
             mailbox, signals, listener, Holders(client, names), Connections(client, names)
         ),
         limiter=RateLimiter(client, names, settings),
         idempotency=Idempotency(client, names),
         sealer=Sealer(settings.secrets_key) if settings.secrets_key else None,
+        campaigns=Campaigns(
+            CampaignStore(db),
+            Jobs(settings.redis_url, names),
+            caps,
+            store,
+            dispatch,
+            settings.campaign_chunk_size,
+        ),
     )
 
 

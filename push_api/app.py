@@ -11,7 +11,7 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dispatcher.bootstrap import bootstrap
-from push_api import app_settings, apps, devices, errors, health, notifications
+from push_api import app_settings, apps, campaigns, devices, errors, health, notifications
 from pushbox_core.settings import Settings
 
 
@@ -31,7 +31,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     # nginx sets X-Forwarded-For; the address it saw is the client's
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
     api = Api(app)
-    for blp in (health.blp, apps.blp, app_settings.blp, devices.blp, notifications.blp):
+    for blp in (
+        health.blp,
+        apps.blp,
+        app_settings.blp,
+        devices.blp,
+        notifications.blp,
+        campaigns.blp,
+    ):
         api.register_blueprint(blp)
     errors.register(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]

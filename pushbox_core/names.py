@@ -137,3 +137,34 @@ class Names:
 
     def idempotency_key(self, sender: str, key: str) -> str:
         return f"{self.redis_prefix}:idem:{sender}:{key}"
+
+    # campaigns: RQ job queues, jobs and workers. RQ writes its own keys (rq:queue:<name>,
+    # rq:job:<id>, rq:scheduled:<name>, rq:worker:<name>, ...); every name below starts
+    # with `<prefix>.campaign`, so a namespace's RQ keys are found by campaign_rq_keys.
+    def campaign_queue(self, priority: str) -> str:
+        """The RQ queue of campaign jobs of one priority (workers read high first)."""
+        return f"{self.redis_prefix}.campaigns.{priority}"
+
+    def campaign_queues(self) -> list[str]:
+        return [self.campaign_queue(p) for p in LANES]
+
+    def campaign_job(self, campaign_id: str) -> str:
+        """The RQ job id of a campaign: one job a campaign, so Redis knows it or not."""
+        return f"{self.redis_prefix}.campaign.{campaign_id}"
+
+    def campaign_worker(self, host: str, pid: int) -> str:
+        return f"{self.redis_prefix}.campaigns.{host}.{pid}"
+
+    @property
+    def campaign_rq_keys(self) -> str:
+        """A SCAN pattern for every RQ key of this namespace."""
+        return f"rq:*{self.redis_prefix}.campaign*"
+
+    # the marketing cap (dispatcher/campaigns/caps.py), per UTC day
+    def cap_device_key(self, app_id: str, device_id: str, day: str) -> str:
+        """Normal-priority campaign messages this device was given on `day`."""
+        return f"{self.redis_prefix}:cap:{app_id}:{device_id}:{day}"
+
+    def cap_broadcasts_key(self, app_id: str, day: str) -> str:
+        """Normal-priority broadcasts the app sent on `day`: they count for every device."""
+        return f"{self.redis_prefix}:cap-broadcasts:{app_id}:{day}"

@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -99,6 +101,43 @@ class Publisher:
             if written:
                 raise DeliveryUnknown("the broker did not confirm in time") from None
             raise BrokerUnavailable("the broker did not take the message in time") from None
+
+    def publish_many(
+        self, items: Sequence[tuple[str, str, bytes, pika.BasicProperties, bool]]
+    ) -> list[PushboxError | None]:
+        """Publish (exchange, routing key, body, properties, mandatory) items with all
+        their confirms in flight at once, and wait for them: one outcome an item, in
+        order, None when confirmed, else the error publish() would have raised for it
+        alone (NotDelivered, DeliveryUnknown, BrokerUnavailable)."""
+        batch = [_Publish(*item) for item in items]
+        if not batch:
+            return []
+        try:
+            link = self._live_link()
+        except BrokerUnavailable as e:
+            return [BrokerUnavailable(str(e.detail)) for _ in batch]
+        for p in batch:
+            try:
+                link.submit(p)
+            except BrokerUnavailable as e:  # the link closed meanwhile: never written
+                _settle(p, e)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        outcomes: list[PushboxError | None] = []
+        for p in batch:
+            try:
+                p.future.result(max(0.0, deadline - time.monotonic()))
+                outcomes.append(None)
+            except FutureTimeout:
+                written = link.give_up(p)
+                if p.future.done() and not p.future.cancelled():
+                    outcomes.append(p.future.exception(0))  # type: ignore[arg-type]
+                elif written:
+                    outcomes.append(DeliveryUnknown("the broker did not confirm in time"))
+                else:
+                    outcomes.append(BrokerUnavailable("the broker did not take it in time"))
+            except PushboxError as e:
+                outcomes.append(e)
+        return outcomes
 
     def _live_link(self) -> _Link:
         with self._lock:

@@ -54,6 +54,9 @@ class Settings:
     ca_file: str = ""  # extra CA certificates trusted for those, on top of the system's
     wake_coalesce_s: int = 30
 
+    # campaigns (DESIGN "Campaigns and bulk sends"): devices a fan-out chunk publishes to
+    campaign_chunk_size: int = 1_000
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Every field from PUSH_<FIELD_NAME>, else its default."""
