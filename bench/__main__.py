@@ -6,7 +6,18 @@ from __future__ import annotations
 import json
 import time
 
-from bench import broadcast, drain, harness, idle_cost, registration, send, waiting, wakeup
+from bench import (
+    batch,
+    broadcast,
+    campaign,
+    drain,
+    harness,
+    idle_cost,
+    registration,
+    send,
+    waiting,
+    wakeup,
+)
 from bench.harness import Figure
 
 
@@ -33,7 +44,7 @@ def main() -> None:
         idle = idle_cost.figures(fleet, before, after, idle_cost.redis_used())
         print("registration: raw declare + bind ...", flush=True)
         keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
-        for module in (wakeup, waiting, send, broadcast):
+        for module in (wakeup, waiting, send, batch, broadcast, campaign):
             keep(module.run(fleet))
     finally:
         print("removing the fleet ...", flush=True)

@@ -58,6 +58,7 @@ def device_redis_keys(r: redis.Redis, nm: Names, ids: list[str]) -> Iterable[lis
         for i, hashes in zip(chunk, pipe.execute(), strict=True):
             keys += [nm.session_key(h) for h in hashes]
             keys += [nm.device_sessions_key(i), nm.presence_key(i), nm.holder_key(i)]
+            keys.append(nm.activity_written_key(i))
         yield keys
 
 

@@ -69,7 +69,8 @@ def require_device() -> Session:
     token = _scoped(SESSION_TOKEN_PREFIX, "a device session token")
     d = deps()
     session = services.authenticate_device(token, sessions=d.sessions)
-    d.sessions.seen(session.device_id)
+    if d.sessions.seen(session.device_id):  # at most once per ACTIVITY_WRITE_S a device
+        d.store.touch(session.device_id)
     d.limiter.check(d.limiter.device, session.device_id)
     return session
 

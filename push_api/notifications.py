@@ -71,6 +71,14 @@ class Notifications(MethodView):
         )
 
 
+@blp.before_request
+def batches_may_be_larger() -> None:
+    """A batch carries up to 500 notifications: its own body limit, not the 64 KiB of
+    one request."""
+    if request.endpoint == f"{blp.name}.Batch":
+        request.max_content_length = deps().settings.max_batch_request_bytes
+
+
 @blp.route("/notifications/batch")
 class Batch(MethodView):
     @blp.arguments(BatchIn())

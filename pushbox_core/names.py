@@ -92,6 +92,10 @@ class Names:
     def presence_key(self, device_id: str) -> str:
         return f"{self.redis_prefix}:presence:{device_id}"
 
+    def activity_written_key(self, device_id: str) -> str:
+        """Set while the device's MySQL last_active_at is recent enough (sessions.seen)."""
+        return f"{self.redis_prefix}:activity-written:{device_id}"
+
     def rate_key(self, kind: str, who: str) -> str:
         return f"{self.redis_prefix}:rate:{kind}:{who}"
 

@@ -43,6 +43,7 @@ class Settings:
     rate_registration_burst: int = 200
 
     max_request_bytes: int = 64 * 1024
+    max_batch_request_bytes: int = 3 * 1024 * 1024  # 500 notifications of up to 4 KiB
 
     # Fernet keys, comma-separated: the first seals, all open (rotation: see docs/wakes.md)
     secrets_key: str = ""

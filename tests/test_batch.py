@@ -128,3 +128,19 @@ def test_broker_outage_every_item_answers_and_none_is_half_written(
     finally:
         cut_app.extensions["pushbox"].close()
         proxy.close()
+
+
+def test_a_batch_may_be_larger_than_one_request(client, settings):
+    shop = new_app(client, settings, "batch-large")
+    device, _, _ = device_session(client, shop)
+    items = [{"to": {"device_id": device}, "title": "t", "body": "b" * 3000}] * 40
+    r = client.post(
+        "/v1/notifications/batch", json={"notifications": items}, headers=bearer(shop["server_key"])
+    )
+    assert r.status_code == 200 and len(r.get_json()["results"]) == 40  # ~120 KiB
+    r = client.post(
+        "/v1/broadcasts",
+        json={"title": "t", "data": {"x": "y" * 70_000}},
+        headers=bearer(shop["server_key"]),
+    )
+    assert r.status_code == 413  # one request keeps its own limit

@@ -212,6 +212,13 @@ class Shop:
         return self.until(campaign_id, check)
 
 
+def pending(rabbit, names: Names, device_id: str) -> int:
+    """Messages in the device's normal lane, left there."""
+    return rabbit.queue_declare(
+        names.device_queue(device_id, "normal"), passive=True
+    ).method.message_count
+
+
 def ids_in(rabbit, names: Names, device_id: str) -> list[str]:
     return [m["id"] for m in take_all(rabbit, names, device_id)]
 
@@ -356,14 +363,7 @@ def test_cancelled_while_running_stops_after_the_chunk_in_hand(
     with chunks_held(own):
         created = shop.create()
         # the first chunk is out (its first device has it); the job waits to count it
-        assert eventually(
-            lambda: (
-                rabbit.queue_declare(
-                    cnames.device_queue(devices[0], "normal"), passive=True
-                ).method.message_count
-            ),
-            30,
-        )
+        assert eventually(lambda: pending(rabbit, cnames, devices[0]), 30)
         assert shop.get(created["id"])["status"] == "running"
         r = cclient.delete(f"/v1/campaigns/{created['id']}", headers=shop.auth)
         assert r.status_code == 200 and r.get_json()["status"] == "cancelled"
@@ -514,14 +514,7 @@ def test_worker_killed_mid_campaign_finishes_after_restart_nothing_doubled(
     devices = [shop.device() for _ in range(3 * CHUNK)]
     with chunks_held(own):
         created = shop.create()
-        assert eventually(
-            lambda: (
-                rabbit.queue_declare(
-                    cnames.device_queue(devices[0], "normal"), passive=True
-                ).method.message_count
-            ),
-            30,
-        )
+        assert eventually(lambda: pending(rabbit, cnames, devices[0]), 30)
         worker.kill9()  # the first chunk published, not yet counted
     assert shop.get(created["id"])["status"] == "running"
     worker.start()  # it queues again what Redis does not hold alive, then runs it
@@ -540,3 +533,26 @@ def test_worker_killed_mid_campaign_finishes_after_restart_nothing_doubled(
         assert cur.fetchone() == (3, 30)
     conn.close()
     assert "queued again" in worker.log.read_text()
+
+
+def test_a_device_using_its_session_counts_as_seen(cclient, own, cnames, rabbit, worker):
+    """Activity reaches MySQL (where seen_within_s looks) at most every 10 minutes a
+    device, in the round trip that marks it present."""
+    shop = Shop(cclient, own, "seen")
+    device, token, headers = device_session(cclient, shop.app)
+    conn = mysql(own)
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE devices SET last_active_at = UTC_TIMESTAMP(6) - INTERVAL 2 DAY WHERE id = %s",
+            (device,),
+        )
+    conn.commit()
+    seen = {"seen_within_s": 3600}
+    assert shop.finished(shop.create(audience=seen)["id"])["targets"] == 0
+    r = redis.Redis.from_url(own.redis_url)
+    r.delete(cnames.activity_written_key(device))  # as ten minutes later
+    r.close()
+    assert cclient.get("/v1/device", headers=headers).status_code == 200
+    assert shop.finished(shop.create(audience=seen)["id"])["targets"] == 1
+    conn.close()
+    take_all(rabbit, cnames, device)
