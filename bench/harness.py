@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pika
 import pymysql
@@ -154,13 +155,26 @@ def machine() -> str:
     return ", ".join(parts)
 
 
+def broker_pids() -> list[int]:
+    """The local RabbitMQ node the stack uses: the one whose environment names the port
+    of PUSH_RABBITMQ_URL (a node of the project's own, started on another port), else
+    the machine's node (run by the rabbitmq user)."""
+    port = urlsplit(settings().rabbitmq_url).port or 5672
+    own = []
+    for pid in _pids(["-x", "beam.smp"]):
+        with contextlib.suppress(OSError):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if f"RABBITMQ_NODE_PORT={port}".encode() in environ:
+                own.append(pid)
+    return own or _pids(["-o", "-u", "rabbitmq", "beam.smp"])
+
+
 def broker_open_files() -> int | None:
-    """The open-files limit of the local RabbitMQ node (None when not readable): it
-    needs about one file per device queue a broadcast writes to (docs/capacity.md)."""
+    """The open-files limit of the RabbitMQ node the stack uses (None when not
+    readable): it needs about one file per device queue a broadcast writes to
+    (docs/capacity.md)."""
     try:
-        pid = subprocess.run(
-            ["pgrep", "-o", "-u", "rabbitmq", "beam.smp"], capture_output=True, text=True
-        ).stdout.split()[0]
+        pid = broker_pids()[0]
         for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
             if line.startswith("Max open files"):
                 return int(line.split()[3])
@@ -184,7 +198,7 @@ def stack_processes() -> dict[str, list[int]]:
             parts["api"] += _pids(["-P", str(pid)])
         elif name == "nginx":
             parts["nginx"] = [pid, *_pids(["-P", str(pid)])]
-    parts["rabbitmq"] = _pids(["-u", "rabbitmq", "beam.smp"])
+    parts["rabbitmq"] = broker_pids()
     parts["mysql"] = _pids(["-x", "mariadbd"]) or _pids(["-x", "mysqld"])
     parts["redis"] = _pids(["-x", "redis-server"])
     return parts
