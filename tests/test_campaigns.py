@@ -556,3 +556,45 @@ def test_a_device_using_its_session_counts_as_seen(cclient, own, cnames, rabbit,
     assert shop.finished(shop.create(audience=seen)["id"])["targets"] == 1
     conn.close()
     take_all(rabbit, cnames, device)
+
+
+def test_a_campaign_wakes_the_devices_it_reached_that_have_a_push_token(
+    cclient, own, cnames, rabbit, worker, fcm_standin
+):
+    """One wake job a chunk names exactly the devices of that chunk with a token (the
+    wake worker, here in this process, decides per device and counts `woken`)."""
+    import threading
+
+    from dispatcher.platforms.wake_worker import WakeWorker
+
+    shop = Shop(cclient, own, "wakes")
+    r = cclient.put(
+        "/v1/app/credentials/fcm",
+        json={"service_account": fcm_standin.service_account},
+        headers=shop.auth,
+    )
+    assert r.status_code == 200, r.get_json()
+    tokens = [f"fcm-campaign-{i}-" + "x" * 30 for i in range(3)]
+    woken = [shop.device(push_token={"provider": "fcm", "token": t}) for t in tokens]
+    asleep = shop.device(platform="ios")  # no token: nothing to wake
+    outside = shop.device(
+        push_token={"provider": "fcm", "token": "fcm-outside-" + "y" * 30}, platform="web"
+    )
+    pushbox = bootstrap(own, role="test-campaign-wakes")
+    wakes = WakeWorker(pushbox)
+    thread = threading.Thread(target=wakes.run, daemon=True)
+    thread.start()
+    try:
+        created = shop.create(audience={"platforms": ["android", "ios"]}, title="Sale")
+        assert shop.finished(created["id"])["published"] == 4
+        done = shop.until(created["id"], lambda c: c["woken"] == 3)
+        assert done["woken"] == 3
+        sent = [s.json()["message"] for s in fcm_standin.sends()]
+        assert sorted(m["token"] for m in sent) == sorted(tokens)  # not `outside`'s
+        assert {m["data"]["pushbox_id"] for m in sent} == {created["id"]}
+    finally:
+        wakes.stop()
+        thread.join(15)
+        pushbox.close()
+    for device in [*woken, asleep, outside]:
+        take_all(rabbit, cnames, device)
