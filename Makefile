@@ -22,6 +22,7 @@ test:
 
 reconcile: install
 	@$(PY) -m device_registry reconcile
+	@$(PY) -m dispatcher.campaigns reconcile
 
 # the compose check needs Debian's docker-compose: installed on first use (it brings
 # Docker's client packages; no Docker engine is started)

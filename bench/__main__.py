@@ -8,7 +8,9 @@ import json
 import time
 
 from bench import (
+    batch,
     broadcast,
+    campaign,
     drain,
     events_drain,
     harness,
@@ -50,7 +52,7 @@ def main() -> None:
         # (each open stream would be handed its backlog first); send gives every device
         # an APNs token (for its second figure); broadcast asks for no wakes, and
         # wake_rate wakes them all
-        for module in (wakeup, waiting, stream, send, broadcast, wake_rate):
+        for module in (wakeup, waiting, stream, send, batch, broadcast, campaign, wake_rate):
             keep(module.run(fleet))
     finally:
         print("removing the fleet ...", flush=True)

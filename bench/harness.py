@@ -61,6 +61,7 @@ def device_redis_keys(r: redis.Redis, nm: Names, ids: list[str]) -> Iterable[lis
         for i, hashes in zip(chunk, pipe.execute(), strict=True):
             keys += [nm.session_key(h) for h in hashes]
             keys += [nm.device_sessions_key(i), nm.presence_key(i), nm.holder_key(i)]
+            keys.append(nm.activity_written_key(i))
         yield keys
 
 
@@ -157,8 +158,9 @@ def machine() -> str:
 
 
 def broker_open_files() -> int | None:
-    """The open-files limit of the local RabbitMQ node (None when not readable): it
-    needs about one file per device queue a broadcast writes to (docs/capacity.md)."""
+    """The open-files limit of the RabbitMQ node the stack uses (None when not
+    readable): it needs about one file per device queue a broadcast writes to
+    (docs/capacity.md)."""
     try:
         pid = broker_pids()[0]
         for line in Path(f"/proc/{pid}/limits").read_text().splitlines():

@@ -161,6 +161,13 @@ def open_session(device_id: str, secret: str, *, store: Store, sessions: Session
     return token
 
 
+def device_seen(device_id: str, *, sessions: Sessions, store: Store) -> None:
+    """The device is active now: its presence at once; its activity in MySQL (which a
+    campaign's `seen_within_s` reads) at most once per ACTIVITY_WRITE_S."""
+    if sessions.seen(device_id):
+        store.touch(device_id)
+
+
 def authenticate_device(token: str, *, sessions: Sessions) -> Session:
     session = sessions.lookup(token) if token else None
     if session is None:

@@ -18,6 +18,8 @@ from pushbox_core.names import Names
 from pushbox_core.redis_client import redis_errors
 
 ONLINE_WINDOW_S = 60
+# how stale devices.last_active_at may get while a device keeps using one session
+ACTIVITY_WRITE_S = 600
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,15 @@ class Sessions:
             pipe.delete(index, self.names.presence_key(device_id))
             pipe.execute()
 
-    def seen(self, device_id: str) -> None:
+    def seen(self, device_id: str) -> bool:
+        """The device is active now. True when its activity was last written more than
+        ACTIVITY_WRITE_S ago (or never): the caller then writes it to MySQL, where a
+        campaign's `seen_within_s` reads it. One round trip for both."""
         with redis_errors():
-            self.redis.set(self.names.presence_key(device_id), time.time(), ex=30 * 86_400)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self.names.presence_key(device_id), time.time(), ex=30 * 86_400)
+            pipe.set(self.names.activity_written_key(device_id), 1, nx=True, ex=ACTIVITY_WRITE_S)
+            return bool(pipe.execute()[1])
 
     def presence(self, device_id: str) -> Presence:
         with redis_errors():

@@ -448,6 +448,40 @@ class Store:
         )
         return [(str(r["id"]), bool(r["wakeable"])) for r in rows]
 
+    def audiences(
+        self, app_id: str, kind: str, values: list[str]
+    ) -> dict[str, list[tuple[str, bool]]]:
+        """For many targets of one kind (device, user, topic) in one query: each value's
+        active devices, (device id, has an active push token); a value with none is
+        left out."""
+        if kind == "device":
+            values = [v for v in values if v.isascii() and v.isdigit()]
+        if not values:
+            return {}
+        marks = ", ".join(["%s"] * len(values))
+        if kind == "device":
+            sql = (
+                "SELECT id AS value, id, push_status = 'active' AS wakeable FROM devices"
+                f" WHERE app_id = %s AND id IN ({marks}) AND status = 'active'"
+            )
+        elif kind == "user":
+            sql = (
+                "SELECT user_id AS value, id, push_status = 'active' AS wakeable FROM devices"
+                f" WHERE app_id = %s AND user_id IN ({marks}) AND status = 'active'"
+            )
+        elif kind == "topic":
+            sql = (
+                "SELECT t.topic AS value, d.id, d.push_status = 'active' AS wakeable"
+                " FROM device_topics t JOIN devices d ON d.id = t.device_id"
+                f" WHERE t.app_id = %s AND t.topic IN ({marks}) AND d.status = 'active'"
+            )
+        else:
+            raise ValueError(kind)
+        found: dict[str, list[tuple[str, bool]]] = {}
+        for r in self.db.query(sql, (app_id, *values)):
+            found.setdefault(str(r["value"]), []).append((str(r["id"]), bool(r["wakeable"])))
+        return found
+
     def topic_devices(self, app_id: str, topic: str) -> list[tuple[str, bool]]:
         rows = self.db.query(
             "SELECT d.id, d.push_status = 'active' AS wakeable"

@@ -18,6 +18,10 @@ import redis
 from device_registry.sessions import Sessions
 from device_registry.store import Store
 from device_registry.topology import Topology
+from dispatcher.campaigns.caps import Caps
+from dispatcher.campaigns.jobs import Jobs
+from dispatcher.campaigns.services import Campaigns
+from dispatcher.campaigns.store import CampaignStore
 from dispatcher.delivery.connections import Connections
 from dispatcher.delivery.holders import Holders
 from dispatcher.delivery.mailbox import Mailbox
@@ -56,6 +60,7 @@ class Pushbox:
     limiter: RateLimiter
     idempotency: Idempotency
     sealer: Sealer | None  # None without PUSH_SECRETS_KEY: credentials can't be stored
+    campaigns: Campaigns
 
     def close(self) -> None:
         """Stop reading mailboxes, send what waits in the batchers (the counts of the
@@ -71,6 +76,7 @@ class Pushbox:
         self.rabbit.close()
         self.db.close()
         self.redis.close()
+        self.campaigns.jobs.close()
 
 
 def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = None) -> Pushbox:
@@ -87,6 +93,18 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
     mailbox = Mailbox(settings.rabbitmq_url, names, on_released=signals.released)
     listener = Listener(client, names, instance or instance_name(role), on_release=mailbox.release)
     events = Events(rabbit, names)
+    caps = Caps(client, names)
+    dispatch = Dispatch(
+        store,
+        notifications,
+        rabbit,
+        topology,
+        names,
+        signals,
+        WakeQueue(rabbit, names),
+        events,
+        caps,
+    )
     return Pushbox(
         settings=settings,
         names=names,
@@ -99,15 +117,21 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         notifications=notifications,
         tally=Tally(notifications, events),
         events=events,
-        dispatch=Dispatch(
-            store, notifications, rabbit, topology, names, signals, WakeQueue(rabbit, names), events
-        ),
+        dispatch=dispatch,
         delivery=Delivery(
             mailbox, signals, listener, Holders(client, names), Connections(client, names)
         ),
         limiter=RateLimiter(client, names, settings),
         idempotency=Idempotency(client, names),
         sealer=Sealer(settings.secrets_key) if settings.secrets_key else None,
+        campaigns=Campaigns(
+            CampaignStore(db),
+            Jobs(settings.redis_url, names),
+            caps,
+            store,
+            dispatch,
+            settings.campaign_chunk_size,
+        ),
     )
 
 

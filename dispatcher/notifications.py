@@ -21,7 +21,26 @@ INSERT_ROW = (
     " collapse_key, ttl_s, created_at, expires_at, targets, state)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+INSERT_ROW_ONCE = INSERT_ROW.replace("INSERT", "INSERT IGNORE", 1)  # an id there stays
 TALLY_FLUSH_S = 0.25  # how far the sync counters may lag
+
+
+def row_of(app_id: str, message: Message, target: Target, targets: int, state: str) -> tuple:
+    """A send's row, in INSERT_ROW's order."""
+    return (
+        message.id,
+        app_id,
+        message.kind,
+        target.kind,
+        target.value,
+        message.priority,
+        message.collapse_key,
+        message.ttl_s,
+        message.created_at,
+        message.expires_at,
+        targets,
+        state,
+    )
 
 
 @dataclass(frozen=True)
@@ -70,22 +89,47 @@ class Notifications:
     ) -> str | None:
         """Write the row before publishing. Returns None when it is new, else the state
         of the row this id already has."""
-        return self._inserts(
+        return self._inserts(row_of(app_id, message, target, targets, state))
+
+    def record_many(self, app_id: str, sends: list[tuple[Message, Target, int]]) -> None:
+        """Rows for many new sends (fresh ids) in one multi-row INSERT, written whole or
+        not at all; state `sent` (see mark_sending_many, forget_many)."""
+        if not sends:
+            return
+        rows = [
             (
-                message.id,
+                m.id,
                 app_id,
-                message.kind,
-                target.kind,
-                target.value,
-                message.priority,
-                message.collapse_key,
-                message.ttl_s,
-                message.created_at,
-                message.expires_at,
+                m.kind,
+                t.kind,
+                t.value,
+                m.priority,
+                m.collapse_key,
+                m.ttl_s,
+                m.created_at,
+                m.expires_at,
                 targets,
-                state,
+                "sent",
             )
-        )
+            for m, t, targets in sends
+        ]
+        with self.db.connection() as conn, conn.cursor() as cur:
+            cur.executemany(INSERT_ROW, rows)
+
+    def mark_sending_many(self, notification_ids: list[str]) -> None:
+        """Published and not confirmed: they may be delivered yet."""
+        if notification_ids:
+            marks = ", ".join(["%s"] * len(notification_ids))
+            self.db.execute(
+                f"UPDATE notifications SET state = 'sending' WHERE id IN ({marks})",
+                notification_ids,
+            )
+
+    def forget_many(self, notification_ids: list[str]) -> None:
+        """Undo record_many() for sends that reached no queue."""
+        if notification_ids:
+            marks = ", ".join(["%s"] * len(notification_ids))
+            self.db.execute(f"DELETE FROM notifications WHERE id IN ({marks})", notification_ids)
 
     def _insert_rows(self, rows: list[tuple]) -> list[str | None | Exception]:
         """One multi-row INSERT. If MySQL refuses it (an id is taken: a redelivered

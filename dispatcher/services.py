@@ -11,6 +11,7 @@ from device_registry.services import route_of
 from device_registry.store import Store
 from device_registry.topology import Topology
 from dispatcher import messages
+from dispatcher.campaigns.caps import Caps
 from dispatcher.delivery.signals import Signals
 from dispatcher.messages import Content, Message, Target
 from dispatcher.notifications import Notification, Notifications
@@ -48,6 +49,7 @@ class Dispatch:
     signals: Signals
     wakes: WakeQueue
     events: Events
+    caps: Caps  # the marketing cap: normal-priority broadcasts count against it
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def broadcast(app_id: str, content: Content, *, d: Dispatch, resend_id: str | No
     route = Destination(d.names.broadcast_exchange(app_id, message.priority), "", mandatory=False)
     origin = NEW if resend_id is None else RESEND
     _record_and_publish(app_id, message, Target("app"), targets, route, origin, d=d)
+    if message.priority == "normal":  # a fanout can't skip a capped device: it counts
+        d.caps.count_broadcast(app_id, message.id)
     d.signals.wake_app(app_id)
     mode = wake_mode(content)
     if wakeable and mode != "none":

@@ -14,6 +14,7 @@ from dispatcher.bootstrap import bootstrap
 from push_api import (
     app_settings,
     apps,
+    campaigns,
     console,
     devices,
     errors,
@@ -43,7 +44,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     # then Secure)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     api = Api(app)
-    for blp in (health.blp, apps.blp, app_settings.blp, devices.blp, notifications.blp):
+    for blp in (
+        health.blp,
+        apps.blp,
+        app_settings.blp,
+        devices.blp,
+        notifications.blp,
+        campaigns.blp,
+    ):
         api.register_blueprint(blp)
     app.config["SOCK_SERVER_OPTIONS"] = stream.SERVER_OPTIONS
     app.register_blueprint(stream.blp)  # a WebSocket: not in the OpenAPI document

@@ -69,7 +69,7 @@ def require_device() -> Session:
     token = _scoped(SESSION_TOKEN_PREFIX, "a device session token")
     d = deps()
     session = services.authenticate_device(token, sessions=d.sessions)
-    d.sessions.seen(session.device_id)
+    services.device_seen(session.device_id, sessions=d.sessions, store=d.store)
     d.limiter.check(d.limiter.device, session.device_id)
     return session
 

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from pushbox_core import metrics
 from pushbox_core.errors import (
+    CampaignNotFound,
     Conflict,
     DeliveryUnknown,
     DependencyDown,
@@ -45,6 +46,7 @@ HTTP_STATUS: dict[type[PushboxError], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     DeviceNotFound: (404, "device_not_found"),
     NotificationNotFound: (404, "notification_not_found"),
+    CampaignNotFound: (404, "campaign_not_found"),
     NotFound: (404, "not_found"),
     Conflict: (409, "conflict"),
     PayloadTooLarge: (413, "payload_too_large"),
@@ -88,8 +90,15 @@ def status_of(exc: PushboxError) -> tuple[int, str]:
 
 
 def on_pushbox_error(exc: PushboxError):
+    code, payload, headers = pushbox_error_body(exc)
+    return payload, code, headers
+
+
+def pushbox_error_body(exc: PushboxError) -> tuple[int, dict, dict[str, str]]:
+    """(status, body, headers) for a Pushbox error: a request's answer, or one item's
+    in a batch."""
     code, name = status_of(exc)
-    headers = {}
+    headers: dict[str, str] = {}
     extra: dict[str, object] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
@@ -99,13 +108,13 @@ def on_pushbox_error(exc: PushboxError):
         log.warning("%s down: %s", exc.dependency, exc.detail)
     if isinstance(exc, DeliveryUnknown) and exc.message_id:
         extra["id"] = exc.message_id
-        return body(503, UNCONFIRMED.format(id=exc.message_id), name, **extra), 503, headers
+        return 503, body(503, UNCONFIRMED.format(id=exc.message_id), name, **extra), headers
     if isinstance(exc, InvalidRequest) and exc.field:
         extra["errors"] = {exc.location: {exc.field: [str(exc)]}}
     if code == 500:
         log.error("unmapped Pushbox error", exc_info=exc)
-        return body(500, "internal error"), 500
-    return body(code, str(exc), name, **extra), code, headers
+        return 500, body(500, "internal error"), {}
+    return code, body(code, str(exc), name, **extra), headers
 
 
 def describe(errors: object, path: str = "") -> list[str]:

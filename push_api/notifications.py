@@ -6,10 +6,12 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from dispatcher import services
+from dispatcher import batch, services
 from dispatcher.messages import Content
 from push_api.auth import require_server_key
+from push_api.campaign_schemas import BatchIn, BatchOut
 from push_api.deps import deps
+from push_api.errors import pushbox_error_body
 from push_api.schemas import (
     BroadcastIn,
     NotificationIn,
@@ -67,6 +69,36 @@ class Notifications(MethodView):
                 app.id, req.target, req.content, d=dispatch, resend_id=resend
             ),
         )
+
+
+@blp.before_request
+def batches_may_be_larger() -> None:
+    """A batch carries up to 500 notifications: its own body limit, not the 64 KiB of
+    one request."""
+    if request.endpoint == f"{blp.name}.Batch":
+        request.max_content_length = deps().settings.max_batch_request_bytes
+
+
+@blp.route("/notifications/batch")
+class Batch(MethodView):
+    @blp.arguments(BatchIn())
+    @blp.response(200, BatchOut)
+    @blp.alt_response(503, description="nothing sent: the database is down")
+    def post(self, items: list):
+        """1 to 500 notifications in one call, each standing alone: one result an item,
+        in order, `{id, targets}` or `{error}` (a bad item fails only itself)."""
+        app = require_server_key()
+        d = deps()
+
+        def send(_resend: str | None) -> tuple[dict, int]:
+            results = batch.notify_many(app.id, items, d=d.dispatch)
+            out = [
+                {"error": pushbox_error_body(r)[1]} if isinstance(r, Exception) else r
+                for r in results
+            ]
+            return BatchOut().dump({"results": out}), 200
+
+        return d.idempotency.once(app.id, request.headers.get(IDEMPOTENCY_HEADER), send)
 
 
 @blp.route("/notifications/<notification_id>")

@@ -81,7 +81,9 @@ def device_stream(ws) -> None:
             socket,
             d=d.delivery,
             count=d.tally.add,
-            alive=lambda: d.sessions.seen(session.device_id),
+            alive=lambda: services.device_seen(
+                session.device_id, sessions=d.sessions, store=d.store
+            ),
         )
     except DeviceNotFound:
         code = GONE
@@ -111,7 +113,7 @@ def _first_frame_auth(socket: _Socket) -> Session:
         raise Unauthorized("no auth frame")
     d = deps()
     session = services.authenticate_device(token, sessions=d.sessions)
-    d.sessions.seen(session.device_id)
+    services.device_seen(session.device_id, sessions=d.sessions, store=d.store)
     d.limiter.check(d.limiter.device, session.device_id)
     return session
 

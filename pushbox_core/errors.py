@@ -25,6 +25,10 @@ class NotificationNotFound(NotFound):
     pass
 
 
+class CampaignNotFound(NotFound):
+    pass
+
+
 class InvalidRequest(PushboxError):
     """A request that parsed but makes no sense (422)."""
 

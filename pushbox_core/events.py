@@ -26,7 +26,7 @@ from pushbox_core import metrics
 from pushbox_core.batching import Batcher
 from pushbox_core.errors import BrokerUnavailable, PushboxError
 from pushbox_core.names import Names
-from pushbox_core.rabbit import Rabbit
+from pushbox_core.rabbit import Outgoing, Rabbit
 from pushbox_core.times import rfc3339
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,12 @@ class Events:
             self._declare()
         except PushboxError as e:
             return [(event, e) for event in events]
-        results = self.rabbit.publish_many(self.exchange, events)
+        results = self.rabbit.publish_many(
+            [
+                Outgoing(self.exchange, key, body, message_id, mandatory=False)
+                for key, body, message_id in events
+            ]
+        )
         failed = []
         for event, error in zip(events, results, strict=True):
             if error is None:

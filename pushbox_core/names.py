@@ -7,6 +7,7 @@ lane has its own exchanges, so a publish reaches exactly one lane per device.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 LANES = ("high", "normal")  # the order in which sync reads them
@@ -96,6 +97,10 @@ class Names:
     def presence_key(self, device_id: str) -> str:
         return f"{self.redis_prefix}:presence:{device_id}"
 
+    def activity_written_key(self, device_id: str) -> str:
+        """Set while the device's MySQL last_active_at is recent enough (sessions.seen)."""
+        return f"{self.redis_prefix}:activity-written:{device_id}"
+
     def rate_key(self, kind: str, who: str) -> str:
         return f"{self.redis_prefix}:rate:{kind}:{who}"
 
@@ -142,3 +147,39 @@ class Names:
 
     def idempotency_key(self, sender: str, key: str) -> str:
         return f"{self.redis_prefix}:idem:{sender}:{key}"
+
+    # campaigns: RQ job queues, jobs and workers. RQ writes its own keys (rq:queue:<name>,
+    # rq:job:<id>, rq:scheduled:<name>, rq:worker:<name>, ...); every name below starts
+    # with `<prefix>-campaign` (RQ allows only letters, digits, _ and - in a job id), so a
+    # namespace's RQ keys are found by campaign_rq_keys.
+    @property
+    def _rq_prefix(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.redis_prefix) + "-campaign"
+
+    def campaign_queue(self, priority: str) -> str:
+        """The RQ queue of campaign jobs of one priority (workers read high first)."""
+        return f"{self._rq_prefix}s-{priority}"
+
+    def campaign_queues(self) -> list[str]:
+        return [self.campaign_queue(p) for p in LANES]
+
+    def campaign_job(self, campaign_id: str) -> str:
+        """The RQ job id of a campaign: one job a campaign, so Redis knows it or not."""
+        return f"{self._rq_prefix}-{campaign_id}"
+
+    def campaign_worker(self, host: str, pid: int) -> str:
+        return f"{self._rq_prefix}s-{host}-{pid}"
+
+    @property
+    def campaign_rq_keys(self) -> str:
+        """A SCAN pattern for every RQ key of this namespace."""
+        return f"rq:*{self._rq_prefix}*"
+
+    # the marketing cap (dispatcher/campaigns/caps.py), per UTC day
+    def cap_device_key(self, app_id: str, device_id: str, day: str) -> str:
+        """Normal-priority campaign messages this device was given on `day`."""
+        return f"{self.redis_prefix}:cap:{app_id}:{device_id}:{day}"
+
+    def cap_broadcasts_key(self, app_id: str, day: str) -> str:
+        """Normal-priority broadcasts the app sent on `day`: they count for every device."""
+        return f"{self.redis_prefix}:cap-broadcasts:{app_id}:{day}"

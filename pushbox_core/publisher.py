@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -92,24 +93,41 @@ class Publisher:
         _wait(link, p, time.monotonic() + CONFIRM_TIMEOUT_S)
 
     def publish_many(
-        self, messages: list[tuple[str, str, bytes, pika.BasicProperties]], *, mandatory: bool
+        self, items: Sequence[tuple[str, str, bytes, pika.BasicProperties, bool]]
     ) -> list[PushboxError | None]:
-        """Publish every (exchange, routing key, body, properties) at once, then wait
-        for all their confirms (one round trip, not one each): None for a confirmed
-        message, else its error (as publish() would raise it)."""
-        link = self._live_link()
-        pending = [_Publish(*m, mandatory) for m in messages]
-        for p in pending:
-            link.submit(p)
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
-        results: list[PushboxError | None] = []
-        for p in pending:
+        """Publish (exchange, routing key, body, properties, mandatory) items with all
+        their confirms in flight at once, and wait for them: one outcome an item, in
+        order, None when confirmed, else the error publish() would have raised for it
+        alone (NotDelivered, DeliveryUnknown, BrokerUnavailable)."""
+        batch = [_Publish(*item) for item in items]
+        if not batch:
+            return []
+        try:
+            link = self._live_link()
+        except BrokerUnavailable as e:
+            return [BrokerUnavailable(str(e.detail)) for _ in batch]
+        for p in batch:
             try:
-                _wait(link, p, deadline)
-                results.append(None)
+                link.submit(p)
+            except BrokerUnavailable as e:  # the link closed meanwhile: never written
+                _settle(p, e)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        outcomes: list[PushboxError | None] = []
+        for p in batch:
+            try:
+                p.future.result(max(0.0, deadline - time.monotonic()))
+                outcomes.append(None)
+            except FutureTimeout:
+                written = link.give_up(p)
+                if p.future.done() and not p.future.cancelled():
+                    outcomes.append(p.future.exception(0))  # type: ignore[arg-type]
+                elif written:
+                    outcomes.append(DeliveryUnknown("the broker did not confirm in time"))
+                else:
+                    outcomes.append(BrokerUnavailable("the broker did not take it in time"))
             except PushboxError as e:
-                results.append(e)
-        return results
+                outcomes.append(e)
+        return outcomes
 
     def _live_link(self) -> _Link:
         with self._lock:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pika
@@ -57,6 +58,30 @@ def connection_params(url: str, *, name: str, heartbeat_s: int) -> pika.URLParam
     params.heartbeat = heartbeat_s
     params.client_properties = {"connection_name": name}
     return params
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One persistent message for Rabbit.publish_many."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: dict | None = None
+    expiration_ms: int | None = None
+    mandatory: bool = True
+
+
+def _properties(message_id: str, headers: dict | None, expiration_ms: int | None):
+    return pika.BasicProperties(
+        delivery_mode=PERSISTENT,
+        content_type="application/json",
+        message_id=message_id,
+        timestamp=int(time.time()),
+        headers=headers or {},
+        expiration=str(expiration_ms) if expiration_ms is not None else None,
+    )
 
 
 class Rabbit:
@@ -143,14 +168,7 @@ class Rabbit:
         A retry after a lost connection may deliver twice; every message carries its
         id, so receivers dedupe. Raises DeliveryUnknown when no attempt was confirmed
         and one of them may have been delivered."""
-        props = pika.BasicProperties(
-            delivery_mode=PERSISTENT,
-            content_type="application/json",
-            message_id=message_id,
-            timestamp=int(time.time()),
-            headers=headers or {},
-            expiration=str(expiration_ms) if expiration_ms is not None else None,
-        )
+        props = _properties(message_id, headers, expiration_ms)
         unknown = False  # an attempt that may have been delivered
 
         def attempt() -> None:
@@ -168,31 +186,42 @@ class Rabbit:
                 raise DeliveryUnknown(str(e)) from None
             raise
 
-    def publish_many(
-        self, exchange: str, messages: list[tuple[str, bytes, str]]
-    ) -> list[PushboxError | None]:
-        """Publish persistent (routing key, body, message id) messages all at once, not
-        mandatory, and wait for every confirm: None for each confirmed message, else
-        its error. A connection that cannot be had fails them all."""
-        now = int(time.time())
-        batch = [
+    def publish_many(self, messages: Sequence[Outgoing]) -> list[PushboxError | None]:
+        """Publish many persistent messages with their confirms in flight together (one
+        write, runs of them confirmed by one frame), for a batch or a campaign chunk.
+        One outcome a message, in order: None once confirmed, else NotDelivered (no
+        queue took it, or a nack), DeliveryUnknown (written, never confirmed: it may be
+        delivered) or BrokerUnavailable (never written). Like publish(), what failed
+        for want of a broker is tried again, up to ATTEMPTS times in all."""
+        items = [
             (
-                exchange,
-                key,
-                body,
-                pika.BasicProperties(
-                    delivery_mode=PERSISTENT,
-                    content_type="application/json",
-                    message_id=message_id,
-                    timestamp=now,
-                ),
+                m.exchange,
+                m.routing_key,
+                m.body,
+                _properties(m.message_id, m.headers, m.expiration_ms),
+                m.mandatory,
             )
-            for key, body, message_id in messages
+            for m in messages
         ]
-        try:
-            return self._publisher.publish_many(batch, mandatory=False)
-        except BrokerUnavailable as e:
-            return [e] * len(batch)
+        outcomes: list[PushboxError | None] = [None] * len(items)
+        unknown = [False] * len(items)
+        todo = list(range(len(items)))
+        for attempt in range(1, ATTEMPTS + 1):
+            results = self._publisher.publish_many([items[i] for i in todo])
+            retry = []
+            for i, error in zip(todo, results, strict=True):
+                if isinstance(error, DeliveryUnknown):
+                    unknown[i] = True
+                if isinstance(error, BrokerUnavailable):
+                    retry.append(i)
+                if unknown[i] and isinstance(error, BrokerUnavailable | NotDelivered):
+                    error = DeliveryUnknown(str(error))
+                outcomes[i] = error
+            if not retry or attempt == ATTEMPTS:
+                break
+            todo = retry
+            time.sleep(backoff_s(attempt))
+        return outcomes
 
     def queue_depth(self, queue: str) -> int | None:
         """Messages ready in `queue`, or None when it does not exist."""

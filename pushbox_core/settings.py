@@ -43,6 +43,7 @@ class Settings:
     rate_registration_burst: int = 200
 
     max_request_bytes: int = 64 * 1024
+    max_batch_request_bytes: int = 3 * 1024 * 1024  # 500 notifications of up to 4 KiB
 
     # Fernet keys, comma-separated: the first seals, all open (rotation: see docs/wakes.md)
     secrets_key: str = ""
@@ -57,6 +58,9 @@ class Settings:
     # where GET /metrics reads every process's values (docs/metrics.md); default: this
     # process's own PROMETHEUS_MULTIPROC_DIR
     metrics_dir: str = ""
+
+    # campaigns (DESIGN "Campaigns and bulk sends"): devices a fan-out chunk publishes to
+    campaign_chunk_size: int = 1_000
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -121,7 +121,9 @@ fi
 if ! answers $REDIS_PORT; then
   say "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
+  # the campaign job queue lives here: an append-only file, and no eviction
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port $REDIS_PORT --save "" \
-    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/pushbox.log
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+    --dir /var/lib/redis --logfile /var/log/redis/pushbox.log
   wait_for $REDIS_PORT Redis 30
 fi

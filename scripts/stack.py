@@ -32,7 +32,9 @@ from pathlib import Path
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from pushbox_core.metrics import MULTIPROC_ENV, fresh_dir
+from pushbox_core.settings import Settings
 from scripts.launcher import STARTED, alive, cmdline, end, proc, processes
+from scripts.redis_setup import ensure_persistence
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -396,6 +398,12 @@ class Stack:
                 (str(VENV_BIN / "python"), "-m", "dispatcher.platforms"),
                 Says("consuming"),
             ),
+            Program(
+                "campaigns",
+                "campaign worker (RQ jobs on Redis)",
+                (str(VENV_BIN / "python"), "-m", "dispatcher.campaigns"),
+                Says("consuming"),
+            ),
         ]
         nginx = Program(
             "nginx",
@@ -618,6 +626,9 @@ def main(argv: list[str]) -> int:
     )
     ctl = f".venv/bin/supervisorctl -c {stack.supervisor.conf.relative_to(ROOT)}"
     if command == "up":
+        settings = Settings.from_env()
+        for line in ensure_persistence(settings.redis_url):
+            print(line)
         started = stack.up()
         base = stack.base_url
         if started:

@@ -118,7 +118,9 @@ def _clean_broker(s: Settings) -> None:
 
 def _clean_redis(s: Settings) -> None:
     r = redis.Redis.from_url(s.redis_url)
+    names = Names(s.namespace, s.redis_prefix)
     keys = list(r.scan_iter(match=f"{s.redis_prefix}:*", count=1000))
+    keys += list(r.scan_iter(match=names.campaign_rq_keys, count=1000))  # RQ's, of campaigns
     for i in range(0, len(keys), 500):
         r.delete(*keys[i : i + 500])
     r.close()

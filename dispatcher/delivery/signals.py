@@ -46,6 +46,11 @@ class Signals:
     def wake_devices(self, device_ids: Iterable[str]) -> None:
         self._wakes.submit([Names.wake_device(d) for d in device_ids])
 
+    def wake_devices_now(self, device_ids: Iterable[str]) -> None:
+        """As wake_devices, sent before returning: for a process that may end right
+        after (a campaign job's forked work horse)."""
+        self._publish_wakes([[Names.wake_device(d) for d in device_ids]])
+
     def wake_app(self, app_id: str) -> None:
         self._wakes.submit([Names.wake_app(app_id)])
 

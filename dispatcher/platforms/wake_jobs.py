@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from dispatcher.messages import Content, Message
 from pushbox_core.errors import PushboxError
 from pushbox_core.names import Names
-from pushbox_core.rabbit import Rabbit
+from pushbox_core.rabbit import Outgoing, Rabbit
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +88,15 @@ class WakeQueue:
             )
         except PushboxError as e:
             log.warning("no platform wake for %s: could not queue it (%s)", job.message_id, e)
+
+    def request_many(self, jobs: list[WakeJob]) -> None:
+        """As request(), with every job's confirm in flight at once (a batch of sends)."""
+        outgoing = [
+            Outgoing("", self.names.wake_queue, job.encode(), f"wake-{job.message_id}")
+            for job in jobs
+        ]
+        for job, error in zip(jobs, self.rabbit.publish_many(outgoing), strict=True):
+            if error is not None:
+                log.warning(
+                    "no platform wake for %s: could not queue it (%s)", job.message_id, error
+                )
