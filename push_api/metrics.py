@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, g, request
 from push_api.auth import bearer
 from push_api.deps import deps
 from pushbox_core import metrics
-from pushbox_core.errors import Forbidden, Unauthorized
+from pushbox_core.errors import Forbidden, PushboxError, Unauthorized
 from pushbox_core.keys import same_key
 
 blp = Blueprint("metrics", __name__)
@@ -46,6 +46,13 @@ def require_scraper() -> None:
 @blp.route("/metrics")
 def scrape():
     require_scraper()
+    try:  # counted when scraped: the record is MySQL, wherever the jobs ran
+        counts = deps().campaigns.store.counts_by_status()
+        metrics.set_campaigns(
+            {s: counts.get(s, 0) for s in ("scheduled", "running", "done", "cancelled", "failed")}
+        )
+    except PushboxError:
+        metrics.dependency_failed("mysql")
     return Response(
         metrics.collect(deps().settings.metrics_dir or None), 200, mimetype=metrics.CONTENT_TYPE
     )

@@ -116,6 +116,14 @@ class Events:
         self.emit(CAMPAIGN_FINISHED, app_id, campaign_id=campaign_id, status=status, **counts)
 
     # ---- sending
+    def emit_now(self, event: str, app_id: str, **fields: object) -> None:
+        """Publish the event and wait for its confirm: for a process about to end (a
+        campaign job's forked work horse), where the background sender may not get to it."""
+        payload = json.dumps(body(event, app_id, **fields), separators=(",", ":")).encode()
+        for (key, _, _), error in self._try([(event, payload, uuid.uuid4().hex)]):
+            metrics.dependency_failed("rabbitmq")
+            log.warning("event %s not published: %s", key, error)
+
     def emit(self, event: str, app_id: str, **fields: object) -> None:
         """Publish the event in the background (see the module's doc)."""
         payload = json.dumps(body(event, app_id, **fields), separators=(",", ":")).encode()

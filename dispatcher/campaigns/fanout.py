@@ -23,6 +23,7 @@ from dispatcher.campaigns.store import Campaign, Target
 from dispatcher.messages import Message
 from dispatcher.platforms.wake_jobs import WakeJob, wake_mode
 from pushbox_core.errors import BrokerUnavailable, DependencyDown, NotDelivered, PushboxError
+from pushbox_core.events import CAMPAIGN_FINISHED
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Outgoing
 
@@ -61,8 +62,12 @@ def run_job(campaign_id: str) -> str:
 def _fail(campaign_id: str, why: str, *, c: Campaigns) -> None:
     try:
         c.store.fail(campaign_id, why)
+        failed = c.store.get(None, campaign_id)
     except PushboxError as e:  # the reconciler queues it again: it goes on from its cursor
         log.warning("campaign %s failed (%s) and could not be marked so: %s", campaign_id, why, e)
+        return
+    if failed is not None and failed.status == "failed":
+        finished(failed.app_id, campaign_id, "failed", c=c)
 
 
 def run(campaign_id: str, *, c: Campaigns) -> str:
@@ -86,9 +91,23 @@ def run(campaign_id: str, *, c: Campaigns) -> str:
         if not c.store.count_chunk(campaign_id, after, last, published, capped):
             log.info("campaign %s: chunk after %d was counted already", campaign_id, after)
         after = last
-    c.store.finish(campaign_id)
+    if c.store.finish(campaign_id):
+        finished(campaign.app_id, campaign_id, "done", c=c)
     log.info("campaign %s: done", campaign_id)
     return "done"
+
+
+def finished(app_id: str, campaign_id: str, status: str, *, c: Campaigns) -> None:
+    """Tell other services (`campaign.finished` on <ns>.events), with its counters. The
+    job runs in a work horse that ends with it: the event goes out before."""
+    try:
+        got = c.store.get(app_id, campaign_id)
+        counts = {k: getattr(got, k) for k in ("targets", "published", "capped")} if got else {}
+        c.dispatch.events.emit_now(
+            CAMPAIGN_FINISHED, app_id, campaign_id=campaign_id, status=status, **counts
+        )
+    except PushboxError as e:
+        log.warning("campaign %s: %s, not told to other services: %s", campaign_id, status, e)
 
 
 def publish_chunk(

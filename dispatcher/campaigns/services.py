@@ -94,4 +94,5 @@ def cancel(app_id: str, campaign_id: str, *, c: Campaigns) -> Campaign:
     hand (what was published stays). A finished campaign is left as it is."""
     if c.store.cancel(app_id, campaign_id):
         c.jobs.cancel(campaign_id)
+        c.dispatch.events.campaign_finished(app_id, campaign_id, "cancelled")
     return get(app_id, campaign_id, c=c)

@@ -286,6 +286,11 @@ class CampaignStore:
             (error[:500], campaign_id),
         )
 
+    def counts_by_status(self) -> dict[str, int]:
+        """How many campaigns are in each stored status (for pushbox_campaigns)."""
+        rows = self.db.query("SELECT status, COUNT(*) AS n FROM campaigns GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
     def unfinished(self) -> list[Campaign]:
         """Every campaign MySQL says is scheduled, queued or running (the reconciler's)."""
         rows = self.db.query(
