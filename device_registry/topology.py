@@ -58,9 +58,14 @@ class Topology:
             args["x-queue-version"] = 1  # v2 holds two files per queue: see BASELINE.md
         return args
 
-    def own_queue_arguments(self) -> dict:
-        """For the queues Pushbox keeps for itself (not a device's): quorum on a cluster."""
-        return {"x-queue-type": "quorum"} if self.settings.queue_type == "quorum" else {}
+    def own_queue_arguments(self, **more: object) -> dict:
+        """For the queues Pushbox keeps for itself (not a device's: the dead letters,
+        the wake jobs, the order events): quorum on a cluster, replicated like the
+        lanes, so that no node's loss loses what they hold."""
+        args: dict = dict(more)
+        if self.settings.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+        return args
 
     def forget_declared(self) -> None:
         """Declare exchanges again on next use (after the broker lost them)."""
@@ -77,7 +82,9 @@ class Topology:
             for lane in LANES:
                 ch.exchange_declare(names.direct_exchange(lane), "direct", durable=True)
             ch.exchange_declare(names.dead_letter_exchange, "fanout", durable=True)
-            ch.queue_declare(names.dead_letter_queue, durable=True)
+            ch.queue_declare(
+                names.dead_letter_queue, durable=True, arguments=self.own_queue_arguments()
+            )
             ch.queue_bind(names.dead_letter_queue, names.dead_letter_exchange)
             ch.queue_declare(names.wake_queue, durable=True, arguments=self.own_queue_arguments())
 

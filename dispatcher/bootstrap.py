@@ -74,13 +74,13 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
     reconciler, ...); `instance` names it among every process for hand-overs."""
     names = Names(settings.namespace, settings.redis_prefix)
     db = Database.from_settings(settings)
-    rabbit = Rabbit(settings.rabbitmq_url, name=f"pushbox-{role}")
+    rabbit = Rabbit(settings.broker_urls, name=f"pushbox-{role}")
     client = connect(settings.redis_url)
     store = Store(db)
     topology = Topology(rabbit, names, settings)
     notifications = Notifications(db)
     signals = Signals(client, names)
-    mailbox = Mailbox(settings.rabbitmq_url, names, on_released=signals.released)
+    mailbox = Mailbox(settings.broker_urls, names, on_released=signals.released)
     listener = Listener(client, names, instance or instance_name(role), on_release=mailbox.release)
     return Pushbox(
         settings=settings,

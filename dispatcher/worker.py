@@ -46,12 +46,13 @@ class Worker:
         self.dispatch.topology.ensure_globals()
         ch.exchange_declare(self.settings.orders_exchange, "topic", durable=True)
         ch.exchange_declare(names.invalid_order_events, "fanout", durable=True)
-        ch.queue_declare(names.invalid_order_events, durable=True)
+        own = self.dispatch.topology.own_queue_arguments
+        ch.queue_declare(names.invalid_order_events, durable=True, arguments=own())
         ch.queue_bind(names.invalid_order_events, names.invalid_order_events)
         ch.queue_declare(
             names.order_events_queue,
             durable=True,
-            arguments={"x-dead-letter-exchange": names.invalid_order_events},
+            arguments=own(**{"x-dead-letter-exchange": names.invalid_order_events}),
         )
         ch.queue_bind(names.order_events_queue, self.settings.orders_exchange, "order.*")
 
@@ -101,7 +102,7 @@ class Worker:
     def run_once(self) -> None:
         """Consume until stopped or until the broker or database goes away."""
         params = connection_params(
-            self.settings.rabbitmq_url, name="pushbox-dispatcher", heartbeat_s=60
+            self.settings.broker_urls, name="pushbox-dispatcher-consumer", heartbeat_s=60
         )
         conn = pika.BlockingConnection(params)
         try:

@@ -20,6 +20,10 @@ A message that was written to the broker and neither confirmed nor refused (its
 confirm timed out, or the connection died first) fails with DeliveryUnknown, a
 BrokerUnavailable that says it may be delivered yet; one never written fails with a
 plain BrokerUnavailable.
+
+On a cluster the connection goes to the first node of the list that answers (pika's
+connection workflow: one attempt a node, in order); when it dies, the next publish
+opens a new one the same way, so it lands on a node that lives.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ import contextlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import pika
-from pika.adapters.select_connection import SelectConnection
+from pika.adapters.select_connection import IOLoop, SelectConnection
 from pika.exceptions import ChannelClosedByBroker
 
 from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
@@ -67,8 +72,9 @@ def _settle(p: _Publish, error: PushboxError | None) -> None:
 
 
 class Publisher:
-    def __init__(self, params: pika.ConnectionParameters):
-        self._params = params
+    def __init__(self, params: Sequence[pika.ConnectionParameters]):
+        """`params`: one a node of the broker, in the order to try them."""
+        self._params = list(params)
         self._lock = threading.Lock()
         self._link: _Link | None = None
         self._fork = ForkGuard()
@@ -121,8 +127,9 @@ class _Link:
     """One connection's life: its I/O thread, its channel, what is in flight on it.
     Everything but submit(), wait_open() and close() runs on the I/O thread."""
 
-    def __init__(self, params: pika.ConnectionParameters):
+    def __init__(self, params: Sequence[pika.ConnectionParameters]):
         self._params = params
+        self._ioloop = IOLoop()
         self._lock = threading.Lock()
         self._outbox: deque[_Publish] = deque()  # submitted, not yet written
         self._flush_scheduled = False
@@ -152,10 +159,9 @@ class _Link:
             self._outbox.append(p)
             wake, self._flush_scheduled = not self._flush_scheduled, True
         if wake:
-            assert self._conn is not None
             # the I/O thread may close the connection meanwhile: it then fails p itself
             with contextlib.suppress(Exception):
-                self._conn.ioloop.add_callback_threadsafe(self._flush)
+                self._ioloop.add_callback_threadsafe(self._flush)
 
     def give_up(self, p: _Publish) -> bool:
         """The caller stops waiting for p; True when p was written (it may be
@@ -165,43 +171,48 @@ class _Link:
             return p.written
 
     def close(self) -> None:
-        conn = self._conn
-        if conn is not None and not self.closed:
+        if not self.closed:
             with contextlib.suppress(Exception):
-                conn.ioloop.add_callback_threadsafe(lambda: _close_connection(conn))
+                self._ioloop.add_callback_threadsafe(self._shut)
         if self._thread is not threading.current_thread():
             self._thread.join(5)
 
     # ---- the I/O thread
     def _run(self) -> None:
         try:
-            self._conn = SelectConnection(
-                self._params,
-                on_open_callback=self._on_open,
-                on_open_error_callback=self._on_open_error,
-                on_close_callback=self._on_closed,
+            # each node in turn until one opens (pika's workflow), then _on_connected
+            SelectConnection.create_connection(
+                self._params, self._on_connected, custom_ioloop=self._ioloop
             )
-            self._conn.ioloop.start()
+            self._ioloop.start()
         except Exception as e:  # noqa: BLE001 - a broken loop must still fail its callers
             log.warning("publisher connection failed: %s", e)
             self._fail_all(str(e) or type(e).__name__)
         finally:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.ioloop.close()
+            with contextlib.suppress(Exception):
+                self._ioloop.close()
 
-    def _on_open(self, conn: SelectConnection) -> None:
+    def _on_connected(self, conn_or_error: SelectConnection | BaseException) -> None:
+        if isinstance(conn_or_error, BaseException):  # no node answered
+            self._fail_all(str(conn_or_error) or type(conn_or_error).__name__)
+            self._ioloop.stop()
+            return
+        conn = self._conn = conn_or_error
+        conn.add_on_close_callback(self._on_closed)
         conn.channel(on_open_callback=self._on_channel)
+
+    def _shut(self) -> None:
+        if self._conn is not None:
+            _close_connection(self._conn)  # _on_closed fails what waits, stops the loop
+        else:  # still connecting
+            self._fail_all("closed")
+            self._ioloop.stop()
 
     def _on_channel(self, channel) -> None:
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
         channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._opened.set())
-
-    def _on_open_error(self, conn: SelectConnection, error: BaseException) -> None:
-        self._fail_all(str(error) or type(error).__name__)
-        conn.ioloop.stop()
 
     def _on_channel_closed(self, _channel, reason: BaseException) -> None:
         self._channel_closed = reason  # its publishes fail in _on_closed

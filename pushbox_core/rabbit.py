@@ -4,6 +4,11 @@ a time, and the process's publisher (pushbox_core.publisher) for messages.
 pika's BlockingConnection is not thread-safe, so a channel is lent to one thread or
 greenlet at a time and given back after. Connections are opened on first use, never at
 import, and forgotten (not closed) in a forked child. Only Pushbox errors escape.
+
+On a cluster (PUSH_RABBITMQ_URLS) every connection tries the nodes in the order given
+and takes the first that answers; a connection that dies takes every idle pooled
+channel with it (they most likely went to the same node), so the next use connects
+afresh to a node that lives.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -47,25 +52,34 @@ def backoff_s(attempt: int) -> float:
     return min(0.05 * 2**attempt, 1.0)
 
 
-def connection_params(url: str, *, name: str, heartbeat_s: int) -> pika.URLParameters:
-    """Fail fast on a broker that is down or stuck; name the connection for operators."""
-    params = pika.URLParameters(url)
-    params.connection_attempts = 1
-    params.socket_timeout = 5
-    params.stack_timeout = 10
-    params.blocked_connection_timeout = 10
-    params.heartbeat = heartbeat_s
-    params.client_properties = {"connection_name": name}
-    return params
+def connection_params(
+    urls: str | Sequence[str], *, name: str, heartbeat_s: int
+) -> list[pika.URLParameters]:
+    """One set of parameters a node, in the order to try them (pika's connections take
+    the list: one attempt each, in turn, no pause between). Fail fast on a node that is
+    down or stuck; name the connection for operators."""
+    found = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        params = pika.URLParameters(url)
+        params.connection_attempts = 1
+        params.socket_timeout = 5
+        params.stack_timeout = 10
+        params.blocked_connection_timeout = 10
+        params.heartbeat = heartbeat_s
+        params.client_properties = {"connection_name": name}
+        found.append(params)
+    if not found:
+        raise ValueError("no RabbitMQ URL")
+    return found
 
 
 class Rabbit:
-    def __init__(self, url: str, *, name: str = "pushbox"):
+    def __init__(self, urls: str | Sequence[str], *, name: str = "pushbox"):
         # pooled connections sit idle between uses, and nothing answers heartbeats then
-        self._params = connection_params(url, name=name, heartbeat_s=600)
+        self._params = connection_params(urls, name=name, heartbeat_s=600)
         # publishes share one connection with many confirms in flight (its loop beats)
         self._publisher = Publisher(
-            connection_params(url, name=f"{name}-publisher", heartbeat_s=60)
+            connection_params(urls, name=f"{name}-publisher", heartbeat_s=60)
         )
         self._lock = threading.Lock()
         self._idle: list[tuple[BlockingChannel, float]] = []
@@ -111,6 +125,7 @@ class Rabbit:
             raise
         except (AMQPError, *CONNECTION_ERRORS) as e:
             _close_quietly(ch)
+            self._forget_idle()  # on the node that just went away, most likely
             raise BrokerUnavailable(str(e) or type(e).__name__) from None
         except BaseException:
             _close_quietly(ch)
@@ -181,12 +196,18 @@ class Rabbit:
 
         return self.call(probe)
 
-    def close(self) -> None:
-        self._publisher.close()
+    def _forget_idle(self) -> None:
+        """Drop every idle pooled channel: a lost connection means a node went away,
+        and the others on it are lost too, unnoticed until used (a retry would draw
+        them one by one)."""
         with self._lock:
             idle, self._idle = self._idle, []
         for ch, _ in idle:
             _close_quietly(ch)
+
+    def close(self) -> None:
+        self._publisher.close()
+        self._forget_idle()
 
 
 def _retrying(work: Callable[[], T], attempts: int) -> T:

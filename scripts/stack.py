@@ -147,6 +147,7 @@ class Program:
 
 
 RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")
+BROKER_SETTINGS = ("PUSH_RABBITMQ_URL", "PUSH_RABBITMQ_URLS", "PUSH_QUEUE_TYPE", "PUSH_RABBITMQCTL")
 
 
 class Supervisor:
@@ -327,10 +328,25 @@ class Stack:
     nginx_port: int = 8080
     api_ports: tuple[int, ...] = (8081, 8082)
     with_dispatcher: bool = True
+    # on a cluster (PUSH_RABBITMQ_URLS), each program tries the nodes from another one
+    # first, so that their connections spread over the nodes; False: all in the order
+    # given (a test that kills the node every connection is on)
+    spread_nodes: bool = True
 
     @property
     def supervisor(self) -> Supervisor:
         return Supervisor(self.run_dir)
+
+    def broker_env(self, i: int) -> dict[str, str]:
+        """The broker settings of the i-th program, each written out (empty when unset):
+        supervisord's programs inherit the environment it started with, so a broker
+        setting changed since (or removed) must be in the program's own to count."""
+        env = {k: self.env.get(k, "") for k in BROKER_SETTINGS}
+        urls = [u for u in env["PUSH_RABBITMQ_URLS"].split(",") if u.strip()]
+        if urls and self.spread_nodes:
+            first = i % len(urls)
+            env["PUSH_RABBITMQ_URLS"] = ",".join(urls[first:] + urls[:first])
+        return env
 
     def programs(self) -> list[Program]:
         """What runs, in the order it starts: a worker process more is one entry."""
@@ -385,7 +401,10 @@ class Stack:
             log="nginx-error.log",  # also its error_log: what it says before reading that
             ready_within_s=15,
         )
-        return [*api, *(workers if self.with_dispatcher else []), nginx]
+        pushbox = [*api, *(workers if self.with_dispatcher else [])]
+        for i, p in enumerate(pushbox):
+            p.env.update(self.broker_env(i))
+        return [*pushbox, nginx]
 
     # ---- nginx's own configuration
     def _nginx_conf(self) -> Path:

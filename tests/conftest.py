@@ -67,6 +67,11 @@ def settings(standin_ca, fcm_server, apns_server) -> Iterator[Settings]:
         apns_url=apns_server.url,
         apns_sandbox_url=apns_server.url,
         ca_file=str(standin_ca.ca_file),
+        # the machine's broker, whatever a shell exported after `make cluster-up`:
+        # the cluster tests (tests/test_cluster.py) start a cluster of their own
+        rabbitmq_urls="",
+        queue_type="classic",
+        rabbitmqctl="rabbitmqctl",
         namespace=f"pbt{run}",
         redis_prefix=f"pbt{run}",
         mysql_database=f"pushbox_test_{run}",

@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -125,7 +125,7 @@ class Mailbox:
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         names: Names,
         *,
         on_released: Callable[[str], None],
@@ -135,7 +135,7 @@ class Mailbox:
         """`on_released(device_id)`: this process let go of a device's messages because
         another process asked (it may read them now)."""
         self._actors = [
-            _Actor(url, names, on_released=on_released, name=f"{name}-{i}")
+            _Actor(urls, names, on_released=on_released, name=f"{name}-{i}")
             for i in range(connections)
         ]
 
@@ -171,8 +171,15 @@ class Mailbox:
 
 
 class _Actor:
-    def __init__(self, url: str, names: Names, *, on_released: Callable[[str], None], name: str):
-        self._params = connection_params(url, name=name, heartbeat_s=60)  # its loop beats
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        names: Names,
+        *,
+        on_released: Callable[[str], None],
+        name: str,
+    ):
+        self._params = connection_params(urls, name=name, heartbeat_s=60)  # its loop beats
         self.names = names
         self._name = name
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()

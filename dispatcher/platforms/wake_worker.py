@@ -87,7 +87,9 @@ class WakeWorker:
         self.stopping = True
 
     def _consume(self) -> None:
-        params = connection_params(self.settings.rabbitmq_url, name="pushbox-wakes", heartbeat_s=60)
+        params = connection_params(
+            self.settings.broker_urls, name="pushbox-wakes-consumer", heartbeat_s=60
+        )
         conn = pika.BlockingConnection(params)
         try:
             self.pb.topology.ensure_globals()  # declares the wake queue
