@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -188,6 +189,9 @@ class BrokerNode:
             RABBITMQ_CTL_DIST_PORT_MAX="0",  # other rabbitmqctl here shares
         )
         return [str(binary), "-n", self.nodename], env
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        os.kill(self.pid, sig)
 
     def run(self, *args: str, tool: str = "rabbitmqctl", timeout: float = 120) -> str:
         argv, env = self.ctl(tool)

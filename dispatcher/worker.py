@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
@@ -23,7 +22,7 @@ from dispatcher.bootstrap import bootstrap
 from dispatcher.notifications import Notifications
 from dispatcher.services import Dispatch
 from pushbox_core.errors import DependencyDown, NotFound, PushboxError
-from pushbox_core.rabbit import connection_params
+from pushbox_core.rabbit import Nodes
 from pushbox_core.settings import Settings
 
 log = logging.getLogger("dispatcher")
@@ -40,6 +39,12 @@ class Worker:
     notifications: Notifications
     stopping: bool = False
     handled: Counter = field(default_factory=Counter)
+    _nodes: Nodes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._nodes = Nodes(
+            self.settings.broker_urls, name="pushbox-dispatcher-consumer", heartbeat_s=60
+        )
 
     def declare(self, ch: BlockingChannel) -> None:
         names = self.dispatch.names
@@ -101,10 +106,7 @@ class Worker:
 
     def run_once(self) -> None:
         """Consume until stopped or until the broker or database goes away."""
-        params = connection_params(
-            self.settings.broker_urls, name="pushbox-dispatcher-consumer", heartbeat_s=60
-        )
-        conn = pika.BlockingConnection(params)
+        conn = self._nodes.connect()
         try:
             ch = conn.channel()
             self.declare(ch)

@@ -9,12 +9,16 @@ SelectConnection (pika's asynchronous adapter, the way pika's docs publish fast 
 confirms); callers hand it their message (`add_callback_threadsafe`) and wait on a
 Future. What arrives while the connection is busy goes out in one write, and the
 broker confirms runs of it with one `multiple` ack. A mandatory message that reaches
-no queue comes back (Basic.Return) before its ack and fails only its own caller; so
-does a nack. A lost connection fails every message in flight with BrokerUnavailable
-(the caller may retry: every message carries its id, receivers dedupe). So does a
-channel the broker closes: a publish to a missing exchange fails its own caller with
-NotDelivered, and the other messages in flight on that connection with
-BrokerUnavailable (retried on a new one, perhaps delivered twice).
+no queue comes back (Basic.Return) before its ack and fails only its own caller
+(NotDelivered). A nack fails only its own caller too, with DeliveryUnknown: a queue
+could not take it, another one it was routed to may have, and a quorum queue nacks
+while it has no leader it knows of (for a second or more after a node dies, measured
+on a 3-node cluster: docs/delivery.md), so it is worth sending again under its id. A
+lost connection fails every message in flight with BrokerUnavailable (the caller may
+retry: every message carries its id, receivers dedupe). So does a channel the broker
+closes: a publish to a missing exchange fails its own caller with NotDelivered, and
+the other messages in flight on that connection with BrokerUnavailable (retried on a
+new one, perhaps delivered twice).
 
 A message that was written to the broker and neither confirmed nor refused (its
 confirm timed out, or the connection died first) fails with DeliveryUnknown, a
@@ -22,8 +26,9 @@ BrokerUnavailable that says it may be delivered yet; one never written fails wit
 plain BrokerUnavailable.
 
 On a cluster the connection goes to the first node of the list that answers (pika's
-connection workflow: one attempt a node, in order); when it dies, the next publish
-opens a new one the same way, so it lands on a node that lives.
+connection workflow: one attempt a node, in order, the node of the last connection
+first: rabbit.Nodes); when it dies, the next publish opens a new one the same way, so
+it lands on a node that lives.
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pika
 from pika.adapters.select_connection import IOLoop, SelectConnection
@@ -43,6 +48,9 @@ from pika.exceptions import ChannelClosedByBroker
 
 from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
 from pushbox_core.forks import ForkGuard
+
+if TYPE_CHECKING:
+    from pushbox_core.rabbit import Nodes
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +80,9 @@ def _settle(p: _Publish, error: PushboxError | None) -> None:
 
 
 class Publisher:
-    def __init__(self, params: Sequence[pika.ConnectionParameters]):
-        """`params`: one a node of the broker, in the order to try them."""
-        self._params = list(params)
+    def __init__(self, nodes: Nodes):
+        """`nodes`: the broker's nodes, tried in turn for each new connection."""
+        self._nodes = nodes
         self._lock = threading.Lock()
         self._link: _Link | None = None
         self._fork = ForkGuard()
@@ -89,8 +97,9 @@ class Publisher:
         mandatory: bool,
     ) -> None:
         """Publish and wait for the broker's confirm. Raises NotDelivered (no queue
-        took a mandatory message, the exchange does not exist, or a nack) or
-        BrokerUnavailable (no connection, or no answer in time)."""
+        took a mandatory message, or the exchange does not exist) or BrokerUnavailable
+        (no connection, or no answer in time; DeliveryUnknown: it may be delivered,
+        after a nack too)."""
         p = _Publish(exchange, routing_key, body, properties, mandatory)
         link = self._live_link()
         link.submit(p)
@@ -112,7 +121,7 @@ class Publisher:
                 self._link = None
             link = self._link
             if link is None or link.closed:
-                link = self._link = _Link(self._params)
+                link = self._link = _Link(self._nodes)
         link.wait_open()
         return link
 
@@ -127,8 +136,8 @@ class _Link:
     """One connection's life: its I/O thread, its channel, what is in flight on it.
     Everything but submit(), wait_open() and close() runs on the I/O thread."""
 
-    def __init__(self, params: Sequence[pika.ConnectionParameters]):
-        self._params = params
+    def __init__(self, nodes: Nodes):
+        self._nodes = nodes
         self._ioloop = IOLoop()
         self._lock = threading.Lock()
         self._outbox: deque[_Publish] = deque()  # submitted, not yet written
@@ -182,7 +191,7 @@ class _Link:
         try:
             # each node in turn until one opens (pika's workflow), then _on_connected
             SelectConnection.create_connection(
-                self._params, self._on_connected, custom_ioloop=self._ioloop
+                self._nodes.params(), self._on_connected, custom_ioloop=self._ioloop
             )
             self._ioloop.start()
         except Exception as e:  # noqa: BLE001 - a broken loop must still fail its callers
@@ -198,6 +207,7 @@ class _Link:
             self._ioloop.stop()
             return
         conn = self._conn = conn_or_error
+        self._nodes.opened(conn.params)
         conn.add_on_close_callback(self._on_closed)
         conn.channel(on_open_callback=self._on_channel)
 
@@ -275,7 +285,7 @@ class _Link:
             if p is None:
                 continue
             if refused:
-                _settle(p, NotDelivered("the broker refused the message"))
+                _settle(p, DeliveryUnknown("the broker refused the message (a nack)"))
             elif p.returned:
                 _settle(p, NotDelivered(f"no queue took the message for {p.routing_key}"))
             else:

@@ -73,14 +73,40 @@ def connection_params(
     return found
 
 
+class Nodes:
+    """The broker's nodes as one kind of connection reaches them: its parameters for
+    each, in the order to try them. The node a connection last opened on comes first,
+    so that every later connection goes straight to the node the others moved to: the
+    dead one is tried last (on one machine it refuses at once; over a network it would
+    cost each new connection a connect timeout)."""
+
+    def __init__(self, urls: str | Sequence[str], *, name: str, heartbeat_s: int):
+        self._all = connection_params(urls, name=name, heartbeat_s=heartbeat_s)
+        self._first = 0
+
+    def params(self) -> list[pika.URLParameters]:
+        first = self._first
+        return self._all[first:] + self._all[:first]
+
+    def opened(self, params: pika.connection.Parameters) -> None:
+        """A connection opened with these parameters: try its node first from now on."""
+        for i, p in enumerate(self._all):
+            if (p.host, p.port) == (params.host, params.port):
+                self._first = i
+                return
+
+    def connect(self) -> pika.BlockingConnection:
+        conn = pika.BlockingConnection(self.params())
+        self.opened(conn._impl.params)  # the node pika's workflow settled on
+        return conn
+
+
 class Rabbit:
     def __init__(self, urls: str | Sequence[str], *, name: str = "pushbox"):
         # pooled connections sit idle between uses, and nothing answers heartbeats then
-        self._params = connection_params(urls, name=name, heartbeat_s=600)
+        self._nodes = Nodes(urls, name=name, heartbeat_s=600)
         # publishes share one connection with many confirms in flight (its loop beats)
-        self._publisher = Publisher(
-            connection_params(urls, name=f"{name}-publisher", heartbeat_s=60)
-        )
+        self._publisher = Publisher(Nodes(urls, name=f"{name}-publisher", heartbeat_s=60))
         self._lock = threading.Lock()
         self._idle: list[tuple[BlockingChannel, float]] = []
         self._fork = ForkGuard()
@@ -95,7 +121,7 @@ class Rabbit:
                 if ch.is_open and ch.connection.is_open and now - since < IDLE_EVICT_S:
                     return ch
                 _close_quietly(ch)
-        return pika.BlockingConnection(self._params).channel()
+        return self._nodes.connect().channel()
 
     def _give_back(self, ch: BlockingChannel) -> None:
         if not ch.is_open and ch.connection.is_open:  # closed by a 404: keep the connection

@@ -58,7 +58,7 @@ from dispatcher.delivery.decisions import (
 )
 from pushbox_core.errors import BrokerUnavailable, DeviceNotFound
 from pushbox_core.names import LANES, Names
-from pushbox_core.rabbit import CONNECTION_ERRORS, connection_params
+from pushbox_core.rabbit import CONNECTION_ERRORS, Nodes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,6 +72,7 @@ READ_AHEAD_EVERY_S = 0.01  # while reading ahead, deliveries are decoded this of
 GETS_MAX = 4  # a lane with more to read than this gets a consumer instead of basic.gets
 READING_MAX = 50  # devices an actor reads ahead for at once (each up to ~2 batches a lane)
 EXPIRE_EVERY_S = 1.0
+SYNC_ATTEMPTS = 2  # a sync whose connection the broker closes is tried once more
 
 
 @dataclass
@@ -179,7 +180,7 @@ class _Actor:
         on_released: Callable[[str], None],
         name: str,
     ):
-        self._params = connection_params(urls, name=name, heartbeat_s=60)  # its loop beats
+        self._nodes = Nodes(urls, name=name, heartbeat_s=60)  # its loop beats
         self.names = names
         self._name = name
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()
@@ -200,14 +201,24 @@ class _Actor:
         on_settled: Settled | None,
     ) -> list[Taken]:
         def job() -> list[Taken]:
-            try:
-                return self._sync(device_id, set(ack), max_n, on_settled)
-            except BaseException:
-                # a sync that fails half-way gives everything back (closing the channel
-                # puts every unacked delivery back in its queue), so no later ack can
-                # cover a message that was taken but never returned
-                self._let_go(device_id)
-                raise
+            for attempt in range(1, SYNC_ATTEMPTS + 1):
+                try:
+                    return self._sync(device_id, set(ack), max_n, on_settled)
+                except CONNECTION_ERRORS:
+                    # the broker closed the connection (a cluster node went away: its
+                    # own, or the leader of a queue read, "541 nodedown"): everything
+                    # held on it went back to the queues; read again on a new one,
+                    # where what this sync acked and was lost counts as let go
+                    self._drop_connection()
+                    if attempt == SYNC_ATTEMPTS:
+                        raise
+                except BaseException:
+                    # a sync that fails half-way gives everything back (closing the
+                    # channel puts every unacked delivery back in its queue), so no
+                    # later ack can cover a message that was taken but never returned
+                    self._let_go(device_id)
+                    raise
+            raise AssertionError("unreachable")
 
         return self._run(job)
 
@@ -292,7 +303,7 @@ class _Actor:
         if self._conn is None or not self._conn.is_open:
             self._holdings.clear()  # the broker put them back when the old one died
             self._reading.clear()
-            self._conn = pika.BlockingConnection(self._params)
+            self._conn = self._nodes.connect()
         return self._conn
 
     def _drop_connection(self) -> None:
