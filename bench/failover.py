@@ -31,17 +31,23 @@ from dataclasses import dataclass, field
 
 from bench.client import Answer, Connection, HttpError, bearer
 
-WAITING = 40  # devices in long polls
-DRAINING = 10  # devices reading a backlog, a small batch at a time
-BACKLOG = 200  # messages each draining device holds when the load starts
+WAIT_S = 20
 DRAIN_MAX = 10
 DRAIN_PAUSE_S = 0.15  # between a draining device's syncs (its rate limit: 10 a second)
-SENDERS = 4
-SEND_PACE_PER_S = 40  # over all senders
-WARMUP_S = 3.0
-AFTER_S = 8.0  # sends go on this long after the kill
-SETTLE_LIMIT_S = 120.0  # for every message answered 202 to arrive
-WAIT_S = 20
+
+
+@dataclass(frozen=True)
+class Load:
+    waiting: int = 40  # devices in long polls
+    draining: int = 10  # devices reading a backlog, a small batch at a time
+    backlog: int = 200  # messages each draining device holds when the load starts
+    senders: int = 4
+    send_pace_per_s: float = 40  # over all senders
+    warmup_s: float = 3.0
+    after_s: float = 8.0  # sends go on this long after the kill
+    settle_limit_s: float = 120.0  # for every message answered 202 to arrive
+
+
 RETRY_S = 0.2  # after a 503: sooner than Retry-After says, to see when it ends
 DRAIN_USER = "failover-backlog"
 
@@ -253,23 +259,25 @@ async def _json(c: Connection, method: str, path: str, body: dict, headers: dict
     return a.json()
 
 
-async def prepare(base: str, app_key: str, server_key: str) -> tuple[list[Phone], list[str]]:
-    """WAITING + DRAINING phones registered with sessions; the draining ones (one user)
-    hold BACKLOG messages each: the phones and the ids of those messages."""
+async def prepare(
+    base: str, app_key: str, server_key: str, load: Load
+) -> tuple[list[Phone], list[str]]:
+    """The load's phones, registered, with sessions; the draining ones (one user) hold
+    `backlog` messages each: the phones and the ids of those messages."""
     c = Connection(base)
     tag = uuid.uuid4().hex[:8]
     phones: list[Phone] = []
     backlog: list[str] = []
     try:
-        for i in range(WAITING + DRAINING):
-            drains = i >= WAITING
+        for i in range(load.waiting + load.draining):
+            drains = i >= load.waiting
             body: dict = {"installation_id": f"failover-{tag}-{i}", "platform": "android"}
             if drains:
                 body["user_id"] = DRAIN_USER
             reg = await _json(c, "POST", "/v1/devices", body, {"X-App-Key": app_key})
             session = await _json(c, "POST", "/v1/sessions", reg, {})
             phones.append(Phone(str(reg["device_id"]), session["session_token"], drains))
-        for n in range(BACKLOG if DRAINING else 0):
+        for n in range(load.backlog if load.draining else 0):
             sent = await _json(
                 c,
                 "POST",
@@ -283,33 +291,34 @@ async def prepare(base: str, app_key: str, server_key: str) -> tuple[list[Phone]
     return phones, backlog
 
 
-async def run(base: str, app_key: str, server_key: str, kill: Callable[[], object]) -> Failover:
-    """The load, the kill (`kill()`, called once, WARMUP_S into the load) and the
-    accounting; returns once every message answered 202 arrived or SETTLE_LIMIT_S
+async def run(
+    base: str, app_key: str, server_key: str, kill: Callable[[], object], load: Load = Load()
+) -> Failover:
+    """The load, the kill (`kill()`, called once, `warmup_s` into the load) and the
+    accounting; returns once every message answered 202 arrived, or `settle_limit_s`
     after the kill."""
-    phones, backlog = await prepare(base, app_key, server_key)
+    phones, backlog = await prepare(base, app_key, server_key, load)
     result = Failover()
-    load = _Load(base, server_key, phones, result)
+    clients = _Load(base, server_key, phones, result)
     for p in phones:
         if p.drains:
             result.sent[p.device_id].update(backlog)
-    devices = [asyncio.ensure_future(load.phone_loop(p)) for p in phones]
-    senders = [
-        asyncio.ensure_future(load.sender(k, SEND_PACE_PER_S / SENDERS)) for k in range(SENDERS)
-    ]
-    await asyncio.sleep(WARMUP_S)
-    await load.loop.run_in_executor(None, kill)
+    devices = [asyncio.ensure_future(clients.phone_loop(p)) for p in phones]
+    pace = load.send_pace_per_s / load.senders
+    senders = [asyncio.ensure_future(clients.sender(k, pace)) for k in range(load.senders)]
+    await asyncio.sleep(load.warmup_s)
+    await clients.loop.run_in_executor(None, kill)
     result.killed_at = time.perf_counter()
-    await asyncio.gather(*(load.after_kill(p) for p in phones))
-    await asyncio.sleep(max(0.0, AFTER_S - (time.perf_counter() - result.killed_at)))
-    load.stopping.set()
+    await asyncio.gather(*(clients.after_kill(p) for p in phones))
+    await asyncio.sleep(max(0.0, load.after_s - (time.perf_counter() - result.killed_at)))
+    clients.stopping.set()
     await asyncio.gather(*senders)
-    deadline = time.perf_counter() + SETTLE_LIMIT_S
+    deadline = time.perf_counter() + load.settle_limit_s
     while result.lost and time.perf_counter() < deadline:
         await asyncio.sleep(0.2)
     if not result.lost:
         result.settled_s = time.perf_counter() - result.killed_at
-    load.hanging_up.set()
+    clients.hanging_up.set()
     await asyncio.gather(*devices)
     return result
 
@@ -327,9 +336,10 @@ def main() -> None:  # pragma: no cover - a benchmark, run by hand
     if victim.nodename not in {n.nodename for n in local.nodes}:
         sys.exit(f"{victim.nodename} is not a node of make cluster-up's: not killing it")
     app = harness.create_app("failover")
-    print(f"  killing {victim.nodename} (pid {victim.pid}) {WARMUP_S:g} s into the load ...")
+    load = Load()
+    print(f"  killing {victim.nodename} (pid {victim.pid}) {load.warmup_s:g} s into the load ...")
     result = asyncio.run(
-        run(harness.base_url(), app["app_key"], app["server_key"], lambda: victim.kill())
+        run(harness.base_url(), app["app_key"], app["server_key"], victim.kill, load)
     )
     print("  starting it again (make cluster-up) ...", flush=True)
     started = time.perf_counter()
@@ -361,7 +371,7 @@ def main() -> None:  # pragma: no cover - a benchmark, run by hand
                 None,
                 False,
                 command=cmd,
-                detail={"devices": WAITING + DRAINING},
+                detail={"devices": load.waiting + load.draining},
             ),
         ]
     )

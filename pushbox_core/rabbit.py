@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -75,24 +75,27 @@ def connection_params(
 
 class Nodes:
     """The broker's nodes as one kind of connection reaches them: its parameters for
-    each, in the order to try them. The node a connection last opened on comes first,
-    so that every later connection goes straight to the node the others moved to: the
-    dead one is tried last (on one machine it refuses at once; over a network it would
-    cost each new connection a connect timeout)."""
+    each, in the order to try them. The node any connection of this process to these
+    nodes last opened on comes first, so that every later one (of any kind) goes
+    straight to the node the others moved to: the dead one is tried last (on one
+    machine it refuses at once; over a network it would cost each new connection a
+    connect timeout), and a process keeps its connections together on one node."""
+
+    _first: ClassVar[dict[tuple[str, ...], int]] = {}  # by the nodes' URLs: the process's
 
     def __init__(self, urls: str | Sequence[str], *, name: str, heartbeat_s: int):
-        self._all = connection_params(urls, name=name, heartbeat_s=heartbeat_s)
-        self._first = 0
+        self._urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        self._all = connection_params(self._urls, name=name, heartbeat_s=heartbeat_s)
 
     def params(self) -> list[pika.URLParameters]:
-        first = self._first
+        first = self._first.get(self._urls, 0)
         return self._all[first:] + self._all[:first]
 
     def opened(self, params: pika.connection.Parameters) -> None:
         """A connection opened with these parameters: try its node first from now on."""
         for i, p in enumerate(self._all):
             if (p.host, p.port) == (params.host, params.port):
-                self._first = i
+                self._first[self._urls] = i
                 return
 
     def connect(self) -> pika.BlockingConnection:

@@ -113,19 +113,17 @@ class Cluster:
     prefix: str = "pushbox"
     size: int = DEFAULT_NODES
     first_port: int = FIRST_AMQP_PORT
+    amqp_ports: Sequence[int] = ()  # default: consecutive from first_port
     dist_ports: Sequence[int] = ()  # default: each AMQP port + DIST_PORT_OFFSET
     memory_bytes: int = MEMORY_BYTES
     said: list[str] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[Node]:
+        amqp = list(self.amqp_ports) or [self.first_port + i for i in range(self.size)]
+        dist = list(self.dist_ports) or [port + DIST_PORT_OFFSET for port in amqp]
         return [
-            Node(
-                f"{self.prefix}-{i + 1}",
-                self.first_port + i,
-                self.dist_ports[i] if self.dist_ports else self.first_port + i + DIST_PORT_OFFSET,
-                self.folder / f"{self.prefix}-{i + 1}",
-            )
+            Node(f"{self.prefix}-{i + 1}", amqp[i], dist[i], self.folder / f"{self.prefix}-{i + 1}")
             for i in range(self.size)
         ]
 

@@ -163,13 +163,19 @@ class RunningStack:
 
 
 @contextlib.contextmanager
-def stack_of_its_own(env: dict[str, str]) -> Iterator[Stack]:
+def stack_of_its_own(env: dict[str, str], *, spread_nodes: bool = True) -> Iterator[Stack]:
     """A Stack in a temporary run directory, on free ports: down at the end, up when
     the caller says."""
     with tempfile.TemporaryDirectory(prefix="pushbox-test-") as run_dir:
         path = Path(run_dir)
         path.chmod(0o755)
-        st = Stack(path, env, nginx_port=free_port(), api_ports=(free_port(), free_port()))
+        st = Stack(
+            path,
+            env,
+            nginx_port=free_port(),
+            api_ports=(free_port(), free_port()),
+            spread_nodes=spread_nodes,
+        )
         try:
             yield st
         finally:
