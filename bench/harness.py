@@ -41,7 +41,9 @@ from scripts.stack import Supervisor
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-LATEST = RESULTS_DIR / "latest.json"
+# the figures of the latest runs, merged; a run on another broker (a cluster) keeps its
+# own: PUSH_BENCH_LATEST=cluster.json (its `machine` says which broker)
+LATEST = RESULTS_DIR / (os.environ.get("PUSH_BENCH_LATEST") or "latest.json")
 
 FLEET_SIZE = 10_000
 PAYLOAD_TEXT = "x" * 400  # message bodies of about 500 bytes, as in BASELINE.md

@@ -15,7 +15,7 @@ of its own, so nothing it does can reach the machine's broker (rabbit@localhost 
 - its own Erlang cookie, in a HOME of its own (`.run/cluster/home`): the machine's
   cookie (/var/lib/rabbitmq/.erlang.cookie) is never read or written. Only epmd, the
   Erlang name server on :4369, is shared: it only maps names to ports.
-- a memory high watermark that leaves room for the others (MEMORY_BYTES), and the
+- a memory high watermark that leaves room for the others (MEMORY_SHARE), and the
   open-files limit a broadcast to 10,000 devices needs: the hard limit of the shell
   that starts it (20,000 here), where the machine's broker got 1,024 from `su`.
   As root the nodes run as user rabbitmq (its files there are owned by it), started
@@ -55,7 +55,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NODES = 3
 FIRST_AMQP_PORT = 5701
 DIST_PORT_OFFSET = 20_000  # RabbitMQ's own convention: 5672 -> 25672
-MEMORY_BYTES = 2 << 30  # each node's high watermark: three fit beside the machine's broker
+# each node's memory high watermark, as a share of the machine's memory: the cluster as
+# a whole gets what one node gets by default (0.4), so it fits beside the machine's
+# broker; a quorum queue has a member, and its memory, on every node (docs/capacity.md)
+MEMORY_SHARE = 0.4
 WAL_MAX_BYTES = 64 << 20  # the Raft WAL kept in memory before it is written out (512 MiB)
 START_WAIT_S = 180.0  # a node waits for its peers' tables for up to 5 min; the cluster,
 STOP_WAIT_S = 60.0  # started together, needs far less
@@ -115,7 +118,7 @@ class Cluster:
     first_port: int = FIRST_AMQP_PORT
     amqp_ports: Sequence[int] = ()  # default: consecutive from first_port
     dist_ports: Sequence[int] = ()  # default: each AMQP port + DIST_PORT_OFFSET
-    memory_bytes: int = MEMORY_BYTES
+    memory_share: float = MEMORY_SHARE  # of the machine's memory, for all nodes together
     said: list[str] = field(default_factory=list)
 
     @property
@@ -190,7 +193,7 @@ class Cluster:
             node.config.write_text(
                 f"""# written by scripts/cluster.py at each `up`: edits here are lost
 listeners.tcp.1 = 127.0.0.1:{node.amqp_port}
-vm_memory_high_watermark.absolute = {self.memory_bytes}
+vm_memory_high_watermark.relative = {self.memory_share / self.size:.3f}
 disk_free_limit.absolute = 1000000000
 queue_leader_locator = balanced
 raft.wal_max_size_bytes = {WAL_MAX_BYTES}
