@@ -299,20 +299,20 @@ log.file.level = info
         os.kill(pid, sig)
         return pid
 
-    def stop(self, node: Node) -> bool:
-        """Stop the node (SIGTERM: RabbitMQ shuts down cleanly on it), SIGKILL if it
-        hangs; False when it was not running."""
-        pid = self.pid(node)
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
+    def stop(self, nodes: Iterable[Node]) -> list[Node]:
+        """Stop these nodes together (SIGTERM: RabbitMQ shuts down cleanly on it),
+        SIGKILL what still runs after STOP_WAIT_S; returns those that were running."""
+        running = {n.name: (n, pid) for n in nodes if (pid := self.pid(n)) is not None}
+        for _, pid in running.values():
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
-        while alive(pid):
+        while any(alive(pid) for _, pid in running.values()):
             if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                for _, pid in running.values():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
-        return True
+        return [n for n, _ in running.values()]
 
     def answers(self, node: Node) -> bool:
         """Its AMQP port accepts connections (the node has booted)."""
@@ -424,8 +424,9 @@ log.file.level = info
             time.sleep(1)
 
     def down(self) -> list[str]:
-        """Stop the nodes this cluster's pid files name; the data stays."""
-        return [f"stopped {n.nodename}" for n in reversed(self.nodes) if self.stop(n)]
+        """Stop the nodes this cluster's pid files name; the data stays (started again
+        together, they wait for each other and come back as they were)."""
+        return [f"stopped {n.nodename}" for n in self.stop(self.nodes)]
 
     def status(self) -> list[str]:
         lines = []
