@@ -51,14 +51,10 @@ class Worker:
         self.dispatch.topology.ensure_globals()
         ch.exchange_declare(self.settings.orders_exchange, "topic", durable=True)
         ch.exchange_declare(names.invalid_order_events, "fanout", durable=True)
-        own = self.dispatch.topology.own_queue_arguments
-        ch.queue_declare(names.invalid_order_events, durable=True, arguments=own())
+        own = self.dispatch.topology.declare_own_queue  # quorum on a cluster
+        own(names.invalid_order_events)
         ch.queue_bind(names.invalid_order_events, names.invalid_order_events)
-        ch.queue_declare(
-            names.order_events_queue,
-            durable=True,
-            arguments=own(**{"x-dead-letter-exchange": names.invalid_order_events}),
-        )
+        own(names.order_events_queue, **{"x-dead-letter-exchange": names.invalid_order_events})
         ch.queue_bind(names.order_events_queue, self.settings.orders_exchange, "order.*")
 
     def on_order_event(self, ch: BlockingChannel, method, props, body: bytes) -> None:
