@@ -1,7 +1,7 @@
 # The two commands: `make up` runs the stack, `make test` passes the tests.
 PY := .venv/bin/python
 
-.PHONY: up down status test lint install reconcile
+.PHONY: up down status test lint install reconcile cluster-up cluster-down cluster-status
 
 install:
 	@bash scripts/install.sh
@@ -23,6 +23,18 @@ test:
 reconcile: install
 	@$(PY) -m device_registry reconcile
 	@$(PY) -m dispatcher.campaigns reconcile
+
+# A RabbitMQ cluster of the project's own beside the machine's broker (nodes on
+# 127.0.0.1:5701-5703, data in .run/cluster); it prints the PUSH_* settings that run
+# Pushbox on it. NODES=1: one node, for a machine whose broker has too few open files.
+cluster-up: install
+	@$(PY) -m scripts.cluster up $(if $(NODES),--nodes $(NODES))
+
+cluster-down:
+	@$(PY) -m scripts.cluster down
+
+cluster-status:
+	@$(PY) -m scripts.cluster status
 
 # the compose check needs Debian's docker-compose: installed on first use (it brings
 # Docker's client packages; no Docker engine is started)

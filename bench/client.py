@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 class Answer:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -95,9 +96,11 @@ class Connection:
         status_line, *header_lines = head[:-4].split(b"\r\n")
         status = int(status_line.split(b" ", 2)[1])
         length, chunked, close = None, False, False
+        headers: dict[str, str] = {}
         for line in header_lines:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
+            headers[name.decode(errors="replace")] = value.strip().decode(errors="replace")
             if name == b"content-length":
                 length = int(value)
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
@@ -121,7 +124,7 @@ class Connection:
             close = True
         if close:
             self.close()
-        return Answer(status, data)
+        return Answer(status, data, headers)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -48,7 +48,7 @@ def ensure_backlog_cap(device_id: str, app_id: str) -> bool:
     s = harness.settings()
     nm = harness.names(s)
     big = dataclasses.replace(s, device_backlog_max=max(BACKLOG, s.device_backlog_max))
-    topology = Topology(Rabbit(s.rabbitmq_url, name="bench"), nm, big)
+    topology = Topology(Rabbit(s.broker_urls, name="bench"), nm, big)
     args = topology.queue_arguments()
     ch = harness.rabbit_channel(s)
     try:

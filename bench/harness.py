@@ -13,19 +13,19 @@ import contextlib
 import json
 import os
 import platform
-import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import pika
 import pymysql
@@ -42,7 +42,9 @@ from scripts.stack import Supervisor
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-LATEST = RESULTS_DIR / "latest.json"
+# the figures of the latest runs, merged; a run on another broker (a cluster) keeps its
+# own: PUSH_BENCH_LATEST=cluster.json (its `machine` says which broker)
+LATEST = RESULTS_DIR / (os.environ.get("PUSH_BENCH_LATEST") or "latest.json")
 
 FLEET_SIZE = 10_000
 PAYLOAD_TEXT = "x" * 400  # message bodies of about 500 bytes, as in BASELINE.md
@@ -148,7 +150,7 @@ def machine() -> str:
         f"memory {mem_kb / 1024 / 1024:.1f} GiB",
         f"{platform.system()} {platform.release()}",
         f"Python {platform.python_version()}",
-        f"RabbitMQ {run(['rabbitmqctl', '-q', 'version'])} (open files {broker_open_files()})",
+        broker_description(),
         f"MariaDB {mysql_scalar(s, 'SELECT VERSION()')}",
         f"Redis {redis_client(s).info('server').get('redis_version', '?')}",
         run(["nginx", "-v"]).replace("nginx version: ", ""),
@@ -157,18 +159,136 @@ def machine() -> str:
     return ", ".join(parts)
 
 
-def broker_open_files() -> int | None:
-    """The open-files limit of the RabbitMQ node the stack uses (None when not
-    readable): it needs about one file per device queue a broadcast writes to
-    (docs/capacity.md)."""
+@dataclass(frozen=True)
+class BrokerNode:
+    """A RabbitMQ node the stack is connected to: the process listening on the port of
+    one of its URLs (PUSH_RABBITMQ_URLS, else PUSH_RABBITMQ_URL), wherever it came
+    from (the machine's broker, `make cluster-up`'s nodes, a test's)."""
+
+    port: int
+    pid: int
+    nodename: str | None  # from the node's environment; None: the CLI's default node
+    home: str | None  # where its Erlang cookie is
+
+    def files(self) -> int | None:
+        """Its open-files limit (about one a device queue a broadcast writes to)."""
+        try:
+            for line in Path(f"/proc/{self.pid}/limits").read_text().splitlines():
+                if line.startswith("Max open files"):
+                    return int(line.split()[3])
+        except (OSError, IndexError, ValueError):
+            pass
+        return None
+
+    def ctl(self, tool: str = "rabbitmqctl") -> tuple[list[str], dict[str, str]]:
+        """(argv prefix, environment) of a RabbitMQ CLI call to this very node."""
+        if self.nodename is None:  # the machine's own: its CLI knows it (and its cookie)
+            return [tool], dict(os.environ)
+        scripts = Path("/usr/lib/rabbitmq/bin")
+        binary = scripts / tool if (scripts / tool).exists() else Path(tool)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update(
+            HOME=self.home or env.get("HOME", ""),
+            RABBITMQ_CTL_DIST_PORT_MIN="0",  # any free port: not the range every
+            RABBITMQ_CTL_DIST_PORT_MAX="0",  # other rabbitmqctl here shares
+        )
+        return [str(binary), "-n", self.nodename], env
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        os.kill(self.pid, sig)
+
+    def run(self, *args: str, tool: str = "rabbitmqctl", timeout: float = 120) -> str:
+        argv, env = self.ctl(tool)
+        return subprocess.run(
+            [*argv, *args], env=env, capture_output=True, text=True, check=True, timeout=timeout
+        ).stdout
+
+
+def _listening_inodes(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    found.add(cols[9])
+    return found
+
+
+def _environ(pid: int) -> dict[str, str]:
     try:
-        pid = broker_pids()[0]
-        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-    except (OSError, IndexError, ValueError):
-        pass
-    return None
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
+_found_nodes: dict[tuple[str, ...], list[BrokerNode]] = {}
+
+
+def broker_nodes(s: Settings | None = None) -> list[BrokerNode]:
+    """The nodes the stack's URLs name, found by the port each listens on (an Erlang
+    beam.smp process of this machine with that socket); a URL whose port no local
+    process listens on is left out. Looked up again once one of them has gone."""
+    s = s or settings()
+    known = _found_nodes.get(s.broker_urls)
+    if known and all(_cpu_s(n.pid) > 0 for n in known):
+        return known
+    _found_nodes[s.broker_urls] = found = _find_nodes(s)
+    return found
+
+
+def _find_nodes(s: Settings) -> list[BrokerNode]:
+    beams = _pids(["-x", "beam.smp"])
+    nodes = []
+    for url in s.broker_urls:
+        port = urllib.parse.urlparse(url).port or 5672
+        inodes = {f"socket:[{i}]" for i in _listening_inodes(port)}
+        for pid in beams:
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            if any(_readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                env = _environ(pid)
+                nodes.append(BrokerNode(port, pid, env.get("RABBITMQ_NODENAME"), env.get("HOME")))
+                break
+    return nodes
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def broker_open_files() -> int | None:
+    """The smallest open-files limit of the nodes the stack uses (None when none is
+    readable): each needs about one file per device queue a broadcast writes to
+    (docs/capacity.md)."""
+    limits = [f for f in (n.files() for n in broker_nodes()) if f is not None]
+    return min(limits) if limits else None
+
+
+def broker_description() -> str:
+    """Which broker the figures were measured on: `machine` in the results says it."""
+    s = settings()
+    nodes = broker_nodes(s)
+    if not nodes:
+        return f"RabbitMQ at {', '.join(s.broker_urls)} (not on this machine: not measured)"
+    try:
+        version = nodes[0].run("-q", "version", timeout=30).strip()
+    except (OSError, subprocess.SubprocessError):
+        version = "?"
+    each = ", ".join(
+        f"{n.nodename or 'the machine broker'} on :{n.port} (open files {n.files()})" for n in nodes
+    )
+    urls = len(s.broker_urls)
+    shape = f"{urls}-node cluster" if urls > 1 else "one node"
+    if len(nodes) < urls:
+        shape += f" ({len(nodes)} of them running here)"
+    return f"RabbitMQ {version}, {shape}: {each}; {s.queue_type} lanes"
 
 
 def load() -> list[float]:
@@ -184,21 +304,6 @@ def fanout_refusal(devices: int) -> str | None:
     if files is not None and files < devices + 1000:
         return f"RabbitMQ may open only {files} files; scripts/install.sh"
     return None
-
-
-def broker_pids() -> list[int]:
-    """The local RabbitMQ node the stack uses: whatever listens on the port of
-    PUSH_RABBITMQ_URL (a node of one's own may run beside the machine's), else the
-    oldest beam.smp of the rabbitmq user. Empty when the broker is not on this machine."""
-    url = urlsplit(settings().rabbitmq_url)
-    if url.hostname in ("127.0.0.1", "localhost", "::1"):
-        out = subprocess.run(
-            ["ss", "-Hltnp", f"sport = :{url.port or 5672}"], capture_output=True, text=True
-        ).stdout
-        found = sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
-        if found:
-            return found
-    return _pids(["-o", "-u", "rabbitmq", "beam.smp"])
 
 
 # ---- where the CPU goes
@@ -219,7 +324,7 @@ def stack_processes() -> dict[str, list[int]]:
             parts["nginx"] = [pid, *_pids(["-P", str(pid)])]
         elif name == "wakes":
             parts["wakes"] = [pid]
-    parts["rabbitmq"] = broker_pids()
+    parts["rabbitmq"] = [n.pid for n in broker_nodes()]  # summed over a cluster's nodes
     parts["mysql"] = _pids(["-x", "mariadbd"]) or _pids(["-x", "mysqld"])
     parts["redis"] = _pids(["-x", "redis-server"])
     return parts
@@ -397,7 +502,7 @@ def finish(figures: Sequence[Figure]) -> None:
 
 # ---- raw clients (baselines, set-up and clean-up)
 def rabbit_channel(s: Settings | None = None, *, confirm: bool = False) -> BlockingChannel:
-    params = pika.URLParameters((s or settings()).rabbitmq_url)
+    params = pika.URLParameters((s or settings()).broker_urls[0])
     params.heartbeat = 600
     params.blocked_connection_timeout = 60
     ch = pika.BlockingConnection(params).channel()
@@ -750,7 +855,7 @@ def publish_many(
         ch.confirm_delivery(on_confirm, callback=go)
 
     conn = SelectConnection(
-        pika.URLParameters(settings().rabbitmq_url),
+        pika.URLParameters(settings().broker_urls[0]),
         on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
         on_close_callback=lambda c, e: c.ioloop.stop(),
     )

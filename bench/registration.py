@@ -22,7 +22,7 @@ CONCURRENCY = 8
 
 def raw_declare_rate(n: int = DEVICES, concurrency: int = CONCURRENCY) -> float:
     s = harness.settings()
-    args = Topology(Rabbit(s.rabbitmq_url), harness.names(s), s).queue_arguments()
+    args = Topology(Rabbit(s.broker_urls), harness.names(s), s).queue_arguments()
     tag = uuid.uuid4().hex[:8]
     fanout = {lane: f"bench.raw.{tag}.broadcast.{lane}" for lane in LANES}
     direct = {lane: f"bench.raw.{tag}.direct.{lane}" for lane in LANES}

@@ -6,13 +6,15 @@
   period) is abandoned: its queues are deleted and its row marked deleted;
 - queues of deleted or stale devices, and device queues with no row at all, are deleted.
 
-Listing every queue needs `rabbitmqctl` on this host (the broker's own CLI); without
-it, only queues of known rows are checked.
+Listing every queue needs `rabbitmqctl` on this host (the broker's own CLI;
+`PUSH_RABBITMQCTL` names another, such as the one `make cluster-up` writes for its
+cluster); without it, only queues of known rows are checked.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import subprocess
 import urllib.parse
@@ -49,12 +51,15 @@ class Report:
 
 def list_device_queues(settings: Settings, names: Names) -> list[str] | None:
     """Every queue of this namespace's devices, from rabbitmqctl; None without it."""
-    ctl = shutil.which("rabbitmqctl")
+    command = shlex.split(settings.rabbitmqctl)
+    ctl = shutil.which(command[0]) if command else None
     if ctl is None:
         return None
-    vhost = urllib.parse.unquote(urllib.parse.urlparse(settings.rabbitmq_url).path[1:] or "/")
+    url = settings.broker_urls[0]
+    vhost = urllib.parse.unquote(urllib.parse.urlparse(url).path[1:] or "/")
     out = subprocess.run(
-        [ctl, "list_queues", "--vhost", vhost, "name", "--no-table-headers", "--quiet"],
+        [ctl, *command[1:], "list_queues", "--vhost", vhost, "name", "--no-table-headers"]
+        + ["--quiet"],
         capture_output=True,
         text=True,
         timeout=120,

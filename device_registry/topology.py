@@ -58,9 +58,14 @@ class Topology:
             args["x-queue-version"] = 1  # v2 holds two files per queue: see BASELINE.md
         return args
 
-    def own_queue_arguments(self) -> dict:
-        """For the queues Pushbox keeps for itself (not a device's): quorum on a cluster."""
-        return {"x-queue-type": "quorum"} if self.settings.queue_type == "quorum" else {}
+    def own_queue_arguments(self, **more: object) -> dict:
+        """For the queues Pushbox keeps for itself (not a device's: the dead letters,
+        the wake jobs, the order events): quorum on a cluster, replicated like the
+        lanes, so that no node's loss loses what they hold."""
+        args: dict = dict(more)
+        if self.settings.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+        return args
 
     def forget_declared(self) -> None:
         """Declare exchanges again on next use (after the broker lost them)."""
@@ -77,12 +82,31 @@ class Topology:
             for lane in LANES:
                 ch.exchange_declare(names.direct_exchange(lane), "direct", durable=True)
             ch.exchange_declare(names.dead_letter_exchange, "fanout", durable=True)
-            ch.queue_declare(names.dead_letter_queue, durable=True)
-            ch.queue_bind(names.dead_letter_queue, names.dead_letter_exchange)
-            ch.queue_declare(names.wake_queue, durable=True, arguments=self.own_queue_arguments())
 
         self.rabbit.call(declare)
+        self.declare_own_queue(names.dead_letter_queue)
+        self.rabbit.call(
+            lambda ch: ch.queue_bind(names.dead_letter_queue, names.dead_letter_exchange)
+        )
+        self.declare_own_queue(names.wake_queue)
         self._declared_globals = True
+
+    def declare_own_queue(self, queue: str, **more: object) -> None:
+        """One of Pushbox's own queues (own_queue_arguments). One declared before with
+        other arguments (another PUSH_QUEUE_TYPE: a queue cannot change its type in
+        place) is kept as it is, with a warning, as a device's lanes are: refusing it
+        would keep the workers from starting at all."""
+        try:
+            self.rabbit.call(
+                lambda ch: ch.queue_declare(
+                    queue, durable=True, arguments=self.own_queue_arguments(**more)
+                )
+            )
+        except ChannelClosedByBroker as e:
+            if e.reply_code != 406:
+                raise BrokerUnavailable(f"{e.reply_code} {e.reply_text}") from None
+            log.warning("queue %s kept as it was declared before: %s", queue, e.reply_text)
+            self.rabbit.call(lambda ch: ch.queue_declare(queue, passive=True))
 
     def ensure_app(self, app_id: str) -> None:
         """The app's broadcast exchanges, one per lane."""

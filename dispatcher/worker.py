@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
@@ -24,7 +23,7 @@ from dispatcher.notifications import Notifications
 from dispatcher.services import Dispatch
 from pushbox_core import metrics
 from pushbox_core.errors import DependencyDown, NotFound, PushboxError
-from pushbox_core.rabbit import connection_params
+from pushbox_core.rabbit import Nodes
 from pushbox_core.settings import Settings
 
 log = logging.getLogger("dispatcher")
@@ -41,19 +40,22 @@ class Worker:
     notifications: Notifications
     stopping: bool = False
     handled: Counter = field(default_factory=Counter)
+    _nodes: Nodes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._nodes = Nodes(
+            self.settings.broker_urls, name="pushbox-dispatcher-consumer", heartbeat_s=60
+        )
 
     def declare(self, ch: BlockingChannel) -> None:
         names = self.dispatch.names
         self.dispatch.topology.ensure_globals()
         ch.exchange_declare(self.settings.orders_exchange, "topic", durable=True)
         ch.exchange_declare(names.invalid_order_events, "fanout", durable=True)
-        ch.queue_declare(names.invalid_order_events, durable=True)
+        own = self.dispatch.topology.declare_own_queue  # quorum on a cluster
+        own(names.invalid_order_events)
         ch.queue_bind(names.invalid_order_events, names.invalid_order_events)
-        ch.queue_declare(
-            names.order_events_queue,
-            durable=True,
-            arguments={"x-dead-letter-exchange": names.invalid_order_events},
-        )
+        own(names.order_events_queue, **{"x-dead-letter-exchange": names.invalid_order_events})
         ch.queue_bind(names.order_events_queue, self.settings.orders_exchange, "order.*")
 
     def on_order_event(self, ch: BlockingChannel, method, props, body: bytes) -> None:
@@ -101,10 +103,7 @@ class Worker:
 
     def run_once(self) -> None:
         """Consume until stopped or until the broker or database goes away."""
-        params = connection_params(
-            self.settings.rabbitmq_url, name="pushbox-dispatcher", heartbeat_s=60
-        )
-        conn = pika.BlockingConnection(params)
+        conn = self._nodes.connect()
         try:
             ch = conn.channel()
             self.declare(ch)

@@ -9,17 +9,26 @@ SelectConnection (pika's asynchronous adapter, the way pika's docs publish fast 
 confirms); callers hand it their message (`add_callback_threadsafe`) and wait on a
 Future. What arrives while the connection is busy goes out in one write, and the
 broker confirms runs of it with one `multiple` ack. A mandatory message that reaches
-no queue comes back (Basic.Return) before its ack and fails only its own caller; so
-does a nack. A lost connection fails every message in flight with BrokerUnavailable
-(the caller may retry: every message carries its id, receivers dedupe). So does a
-channel the broker closes: a publish to a missing exchange fails its own caller with
-NotDelivered, and the other messages in flight on that connection with
-BrokerUnavailable (retried on a new one, perhaps delivered twice).
+no queue comes back (Basic.Return) before its ack and fails only its own caller
+(NotDelivered). A nack fails only its own caller too, with DeliveryUnknown: a queue
+could not take it, another one it was routed to may have, and a quorum queue nacks
+while it has no leader it knows of (for a second or more after a node dies, measured
+on a 3-node cluster: docs/delivery.md), so it is worth sending again under its id. A
+lost connection fails every message in flight with BrokerUnavailable (the caller may
+retry: every message carries its id, receivers dedupe). So does a channel the broker
+closes: a publish to a missing exchange fails its own caller with NotDelivered, and
+the other messages in flight on that connection with BrokerUnavailable (retried on a
+new one, perhaps delivered twice).
 
 A message that was written to the broker and neither confirmed nor refused (its
 confirm timed out, or the connection died first) fails with DeliveryUnknown, a
 BrokerUnavailable that says it may be delivered yet; one never written fails with a
 plain BrokerUnavailable.
+
+On a cluster the connection goes to the first node of the list that answers (pika's
+connection workflow: one attempt a node, in order, the node of the last connection
+first: rabbit.Nodes); when it dies, the next publish opens a new one the same way, so
+it lands on a node that lives.
 """
 
 from __future__ import annotations
@@ -33,13 +42,17 @@ from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pika
-from pika.adapters.select_connection import SelectConnection
+from pika.adapters.select_connection import IOLoop, SelectConnection
 from pika.exceptions import ChannelClosedByBroker
 
 from pushbox_core.errors import BrokerUnavailable, DeliveryUnknown, NotDelivered, PushboxError
 from pushbox_core.forks import ForkGuard
+
+if TYPE_CHECKING:
+    from pushbox_core.rabbit import Nodes
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +82,9 @@ def _settle(p: _Publish, error: PushboxError | None) -> None:
 
 
 class Publisher:
-    def __init__(self, params: pika.ConnectionParameters):
-        self._params = params
+    def __init__(self, nodes: Nodes):
+        """`nodes`: the broker's nodes, tried in turn for each new connection."""
+        self._nodes = nodes
         self._lock = threading.Lock()
         self._link: _Link | None = None
         self._fork = ForkGuard()
@@ -85,8 +99,9 @@ class Publisher:
         mandatory: bool,
     ) -> None:
         """Publish and wait for the broker's confirm. Raises NotDelivered (no queue
-        took a mandatory message, the exchange does not exist, or a nack) or
-        BrokerUnavailable (no connection, or no answer in time)."""
+        took a mandatory message, or the exchange does not exist) or BrokerUnavailable
+        (no connection, or no answer in time; DeliveryUnknown: it may be delivered,
+        after a nack too)."""
         p = _Publish(exchange, routing_key, body, properties, mandatory)
         link = self._live_link()
         link.submit(p)
@@ -135,7 +150,7 @@ class Publisher:
                 self._link = None
             link = self._link
             if link is None or link.closed:
-                link = self._link = _Link(self._params)
+                link = self._link = _Link(self._nodes)
         link.wait_open()
         return link
 
@@ -150,8 +165,9 @@ class _Link:
     """One connection's life: its I/O thread, its channel, what is in flight on it.
     Everything but submit(), wait_open() and close() runs on the I/O thread."""
 
-    def __init__(self, params: pika.ConnectionParameters):
-        self._params = params
+    def __init__(self, nodes: Nodes):
+        self._nodes = nodes
+        self._ioloop = IOLoop()
         self._lock = threading.Lock()
         self._outbox: deque[_Publish] = deque()  # submitted, not yet written
         self._flush_scheduled = False
@@ -181,10 +197,9 @@ class _Link:
             self._outbox.append(p)
             wake, self._flush_scheduled = not self._flush_scheduled, True
         if wake:
-            assert self._conn is not None
             # the I/O thread may close the connection meanwhile: it then fails p itself
             with contextlib.suppress(Exception):
-                self._conn.ioloop.add_callback_threadsafe(self._flush)
+                self._ioloop.add_callback_threadsafe(self._flush)
 
     def give_up(self, p: _Publish) -> bool:
         """The caller stops waiting for p; True when p was written (it may be
@@ -194,43 +209,49 @@ class _Link:
             return p.written
 
     def close(self) -> None:
-        conn = self._conn
-        if conn is not None and not self.closed:
+        if not self.closed:
             with contextlib.suppress(Exception):
-                conn.ioloop.add_callback_threadsafe(lambda: _close_connection(conn))
+                self._ioloop.add_callback_threadsafe(self._shut)
         if self._thread is not threading.current_thread():
             self._thread.join(5)
 
     # ---- the I/O thread
     def _run(self) -> None:
         try:
-            self._conn = SelectConnection(
-                self._params,
-                on_open_callback=self._on_open,
-                on_open_error_callback=self._on_open_error,
-                on_close_callback=self._on_closed,
+            # each node in turn until one opens (pika's workflow), then _on_connected
+            SelectConnection.create_connection(
+                self._nodes.params(), self._on_connected, custom_ioloop=self._ioloop
             )
-            self._conn.ioloop.start()
+            self._ioloop.start()
         except Exception as e:  # noqa: BLE001 - a broken loop must still fail its callers
             log.warning("publisher connection failed: %s", e)
             self._fail_all(str(e) or type(e).__name__)
         finally:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.ioloop.close()
+            with contextlib.suppress(Exception):
+                self._ioloop.close()
 
-    def _on_open(self, conn: SelectConnection) -> None:
+    def _on_connected(self, conn_or_error: SelectConnection | BaseException) -> None:
+        if isinstance(conn_or_error, BaseException):  # no node answered
+            self._fail_all(str(conn_or_error) or type(conn_or_error).__name__)
+            self._ioloop.stop()
+            return
+        conn = self._conn = conn_or_error
+        self._nodes.opened(conn.params)
+        conn.add_on_close_callback(self._on_closed)
         conn.channel(on_open_callback=self._on_channel)
+
+    def _shut(self) -> None:
+        if self._conn is not None:
+            _close_connection(self._conn)  # _on_closed fails what waits, stops the loop
+        else:  # still connecting
+            self._fail_all("closed")
+            self._ioloop.stop()
 
     def _on_channel(self, channel) -> None:
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
         channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._opened.set())
-
-    def _on_open_error(self, conn: SelectConnection, error: BaseException) -> None:
-        self._fail_all(str(error) or type(error).__name__)
-        conn.ioloop.stop()
 
     def _on_channel_closed(self, _channel, reason: BaseException) -> None:
         self._channel_closed = reason  # its publishes fail in _on_closed
@@ -293,7 +314,7 @@ class _Link:
             if p is None:
                 continue
             if refused:
-                _settle(p, NotDelivered("the broker refused the message"))
+                _settle(p, DeliveryUnknown("the broker refused the message (a nack)"))
             elif p.returned:
                 _settle(p, NotDelivered(f"no queue took the message for {p.routing_key}"))
             else:

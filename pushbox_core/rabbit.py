@@ -4,6 +4,11 @@ a time, and the process's publisher (pushbox_core.publisher) for messages.
 pika's BlockingConnection is not thread-safe, so a channel is lent to one thread or
 greenlet at a time and given back after. Connections are opened on first use, never at
 import, and forgotten (not closed) in a forked child. Only Pushbox errors escape.
+
+On a cluster (PUSH_RABBITMQ_URLS) every connection tries the nodes in the order given
+and takes the first that answers; a connection that dies takes every idle pooled
+channel with it (they most likely went to the same node), so the next use connects
+afresh to a node that lives.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -48,16 +53,56 @@ def backoff_s(attempt: int) -> float:
     return min(0.05 * 2**attempt, 1.0)
 
 
-def connection_params(url: str, *, name: str, heartbeat_s: int) -> pika.URLParameters:
-    """Fail fast on a broker that is down or stuck; name the connection for operators."""
-    params = pika.URLParameters(url)
-    params.connection_attempts = 1
-    params.socket_timeout = 5
-    params.stack_timeout = 10
-    params.blocked_connection_timeout = 10
-    params.heartbeat = heartbeat_s
-    params.client_properties = {"connection_name": name}
-    return params
+def connection_params(
+    urls: str | Sequence[str], *, name: str, heartbeat_s: int
+) -> list[pika.URLParameters]:
+    """One set of parameters a node, in the order to try them (pika's connections take
+    the list: one attempt each, in turn, no pause between). Fail fast on a node that is
+    down or stuck; name the connection for operators."""
+    found = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        params = pika.URLParameters(url)
+        params.connection_attempts = 1
+        params.socket_timeout = 5
+        params.stack_timeout = 10
+        params.blocked_connection_timeout = 10
+        params.heartbeat = heartbeat_s
+        params.client_properties = {"connection_name": name}
+        found.append(params)
+    if not found:
+        raise ValueError("no RabbitMQ URL")
+    return found
+
+
+class Nodes:
+    """The broker's nodes as one kind of connection reaches them: its parameters for
+    each, in the order to try them. The node any connection of this process to these
+    nodes last opened on comes first, so that every later one (of any kind) goes
+    straight to the node the others moved to: the dead one is tried last (on one
+    machine it refuses at once; over a network it would cost each new connection a
+    connect timeout), and a process keeps its connections together on one node."""
+
+    _first: ClassVar[dict[tuple[str, ...], int]] = {}  # by the nodes' URLs: the process's
+
+    def __init__(self, urls: str | Sequence[str], *, name: str, heartbeat_s: int):
+        self._urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        self._all = connection_params(self._urls, name=name, heartbeat_s=heartbeat_s)
+
+    def params(self) -> list[pika.URLParameters]:
+        first = self._first.get(self._urls, 0)
+        return self._all[first:] + self._all[:first]
+
+    def opened(self, params: pika.connection.Parameters) -> None:
+        """A connection opened with these parameters: try its node first from now on."""
+        for i, p in enumerate(self._all):
+            if (p.host, p.port) == (params.host, params.port):
+                self._first[self._urls] = i
+                return
+
+    def connect(self) -> pika.BlockingConnection:
+        conn = pika.BlockingConnection(self.params())
+        self.opened(conn._impl.params)  # the node pika's workflow settled on
+        return conn
 
 
 @dataclass(frozen=True)
@@ -85,13 +130,11 @@ def _properties(message_id: str, headers: dict | None, expiration_ms: int | None
 
 
 class Rabbit:
-    def __init__(self, url: str, *, name: str = "pushbox"):
+    def __init__(self, urls: str | Sequence[str], *, name: str = "pushbox"):
         # pooled connections sit idle between uses, and nothing answers heartbeats then
-        self._params = connection_params(url, name=name, heartbeat_s=600)
+        self._nodes = Nodes(urls, name=name, heartbeat_s=600)
         # publishes share one connection with many confirms in flight (its loop beats)
-        self._publisher = Publisher(
-            connection_params(url, name=f"{name}-publisher", heartbeat_s=60)
-        )
+        self._publisher = Publisher(Nodes(urls, name=f"{name}-publisher", heartbeat_s=60))
         self._lock = threading.Lock()
         self._idle: list[tuple[BlockingChannel, float]] = []
         self._fork = ForkGuard()
@@ -106,7 +149,7 @@ class Rabbit:
                 if ch.is_open and ch.connection.is_open and now - since < IDLE_EVICT_S:
                     return ch
                 _close_quietly(ch)
-        return pika.BlockingConnection(self._params).channel()
+        return self._nodes.connect().channel()
 
     def _give_back(self, ch: BlockingChannel) -> None:
         if not ch.is_open and ch.connection.is_open:  # closed by a 404: keep the connection
@@ -136,6 +179,7 @@ class Rabbit:
             raise
         except (AMQPError, *CONNECTION_ERRORS) as e:
             _close_quietly(ch)
+            self._forget_idle()  # on the node that just went away, most likely
             raise BrokerUnavailable(str(e) or type(e).__name__) from None
         except BaseException:
             _close_quietly(ch)
@@ -236,12 +280,18 @@ class Rabbit:
 
         return self.call(probe)
 
-    def close(self) -> None:
-        self._publisher.close()
+    def _forget_idle(self) -> None:
+        """Drop every idle pooled channel: a lost connection means a node went away,
+        and the others on it are lost too, unnoticed until used (a retry would draw
+        them one by one)."""
         with self._lock:
             idle, self._idle = self._idle, []
         for ch, _ in idle:
             _close_quietly(ch)
+
+    def close(self) -> None:
+        self._publisher.close()
+        self._forget_idle()
 
 
 def _retrying(work: Callable[[], T], attempts: int) -> T:

@@ -25,6 +25,10 @@ class Settings:
     mysql_database: str = "pushbox"
 
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # the nodes of one cluster, comma-separated, in the order a process tries them
+    # (`make up` gives each program its own order): overrides rabbitmq_url
+    rabbitmq_urls: str = ""
+    rabbitmqctl: str = "rabbitmqctl"  # the broker's CLI (the reconciler lists queues)
     orders_exchange: str = "orders"
     queue_type: str = "classic"  # classic (v1) or quorum
     device_backlog_max: int = 1_000  # messages per lane
@@ -78,7 +82,16 @@ class Settings:
             settings = replace(settings, redis_prefix=settings.namespace)
         if settings.queue_type not in ("classic", "quorum"):
             raise ValueError("PUSH_QUEUE_TYPE must be classic or quorum")
+        for url in settings.broker_urls:
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError("PUSH_RABBITMQ_URLS: each must be an amqp:// or amqps:// URL")
         return settings
+
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """The broker's nodes, in the order this process tries them."""
+        urls = tuple(u.strip() for u in self.rabbitmq_urls.split(",") if u.strip())
+        return urls or (self.rabbitmq_url,)
 
 
 __all__ = ["DAY_S", "Settings"]

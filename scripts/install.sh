@@ -115,7 +115,7 @@ if [ -n "$beam" ] && [ -r "/proc/$beam/limits" ]; then
   if [[ $files =~ ^[0-9]+$ ]] && [ "$files" -lt 10000 ]; then
     say "warning: RabbitMQ may open only $files files: a broadcast to more devices than"
     say "  that will crawl or crash it; start it again (rabbitmq-server, as root) to pick"
-    say "  up $rabbit_limits"
+    say "  up $rabbit_limits, or run Pushbox on a node of its own: make cluster-up NODES=1"
   fi
 fi
 if ! answers $REDIS_PORT; then

@@ -156,6 +156,7 @@ class Program:
 
 
 RUNNING_STATES = ("STARTING", "RUNNING", "BACKOFF")
+BROKER_SETTINGS = ("PUSH_RABBITMQ_URL", "PUSH_RABBITMQ_URLS", "PUSH_QUEUE_TYPE", "PUSH_RABBITMQCTL")
 
 
 class Supervisor:
@@ -337,6 +338,10 @@ class Stack:
     api_ports: tuple[int, ...] = (8081, 8082)
     with_dispatcher: bool = True
     tls_port: int = 8443  # HTTPS, when PUSH_TLS_CERT and PUSH_TLS_KEY are set
+    # on a cluster (PUSH_RABBITMQ_URLS), each program tries the nodes from another one
+    # first, so that their connections spread over the nodes; False: all in the order
+    # given (a test that kills the node every connection is on)
+    spread_nodes: bool = True
 
     @property
     def supervisor(self) -> Supervisor:
@@ -361,6 +366,17 @@ class Stack:
         if self.tls:
             return f"https://127.0.0.1:{self.tls_port}"
         return f"http://127.0.0.1:{self.nginx_port}"
+
+    def broker_env(self, i: int) -> dict[str, str]:
+        """The broker settings of the i-th program, each written out (empty when unset):
+        supervisord's programs inherit the environment it started with, so a broker
+        setting changed since (or removed) must be in the program's own to count."""
+        env = {k: self.env.get(k, "") for k in BROKER_SETTINGS}
+        urls = [u for u in env["PUSH_RABBITMQ_URLS"].split(",") if u.strip()]
+        if urls and self.spread_nodes:
+            first = i % len(urls)
+            env["PUSH_RABBITMQ_URLS"] = ",".join(urls[first:] + urls[:first])
+        return env
 
     def programs(self) -> list[Program]:
         """What runs, in the order it starts: a worker process more is one entry."""
@@ -421,7 +437,10 @@ class Stack:
             log="nginx-error.log",  # also its error_log: what it says before reading that
             ready_within_s=60,
         )
-        return [*api, *(workers if self.with_dispatcher else []), nginx]
+        pushbox = [*api, *(workers if self.with_dispatcher else [])]
+        for i, p in enumerate(pushbox):
+            p.env.update(self.broker_env(i))
+        return [*pushbox, nginx]
 
     # ---- nginx's own configuration
     def _nginx_conf(self) -> Path:

@@ -67,6 +67,11 @@ def settings(standin_ca, fcm_server, apns_server) -> Iterator[Settings]:
         apns_url=apns_server.url,
         apns_sandbox_url=apns_server.url,
         ca_file=str(standin_ca.ca_file),
+        # the machine's broker, whatever a shell exported after `make cluster-up`:
+        # the cluster tests (tests/test_cluster.py) start a cluster of their own
+        rabbitmq_urls="",
+        queue_type="classic",
+        rabbitmqctl="rabbitmqctl",
         namespace=f"pbt{run}",
         redis_prefix=f"pbt{run}",
         mysql_database=f"pushbox_test_{run}",
@@ -160,13 +165,19 @@ class RunningStack:
 
 
 @contextlib.contextmanager
-def stack_of_its_own(env: dict[str, str]) -> Iterator[Stack]:
+def stack_of_its_own(env: dict[str, str], *, spread_nodes: bool = True) -> Iterator[Stack]:
     """A Stack in a temporary run directory, on free ports: down at the end, up when
     the caller says."""
     with tempfile.TemporaryDirectory(prefix="pushbox-test-") as run_dir:
         path = Path(run_dir)
         path.chmod(0o755)
-        st = Stack(path, env, nginx_port=free_port(), api_ports=(free_port(), free_port()))
+        st = Stack(
+            path,
+            env,
+            nginx_port=free_port(),
+            api_ports=(free_port(), free_port()),
+            spread_nodes=spread_nodes,
+        )
         try:
             yield st
         finally:

@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -58,7 +58,7 @@ from dispatcher.delivery.decisions import (
 )
 from pushbox_core.errors import BrokerUnavailable, DeviceNotFound
 from pushbox_core.names import LANES, Names
-from pushbox_core.rabbit import CONNECTION_ERRORS, connection_params
+from pushbox_core.rabbit import CONNECTION_ERRORS, Nodes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,6 +72,7 @@ READ_WAIT_S = 1.0  # with consumers open, the owning thread waits on the broker 
 GETS_MAX = 4  # a lane with more to read than this gets a consumer instead of basic.gets
 READING_MAX = 50  # devices an actor reads ahead for at once (each up to ~2 batches a lane)
 EXPIRE_EVERY_S = 1.0
+SYNC_ATTEMPTS = 2  # a sync whose connection the broker closes is tried once more
 
 
 @dataclass
@@ -144,7 +145,7 @@ class Mailbox:
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         names: Names,
         *,
         on_released: Callable[[str], None],
@@ -154,7 +155,7 @@ class Mailbox:
         """`on_released(device_id)`: this process let go of a device's messages because
         another process asked (it may read them now)."""
         self._actors = [
-            _Actor(url, names, on_released=on_released, name=f"{name}-{i}")
+            _Actor(urls, names, on_released=on_released, name=f"{name}-{i}")
             for i in range(connections)
         ]
 
@@ -207,8 +208,15 @@ class Mailbox:
 
 
 class _Actor:
-    def __init__(self, url: str, names: Names, *, on_released: Callable[[str], None], name: str):
-        self._params = connection_params(url, name=name, heartbeat_s=60)  # its loop beats
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        names: Names,
+        *,
+        on_released: Callable[[str], None],
+        name: str,
+    ):
+        self._nodes = Nodes(urls, name=name, heartbeat_s=60)  # its loop beats
         self.names = names
         self._name = name
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()
@@ -231,14 +239,24 @@ class _Actor:
         on_settled: Settled | None,
     ) -> list[Taken]:
         def job() -> list[Taken]:
-            try:
-                return self._sync(device_id, set(ack), max_n, on_settled)
-            except BaseException:
-                # a sync that fails half-way gives everything back (closing the channel
-                # puts every unacked delivery back in its queue), so no later ack can
-                # cover a message that was taken but never returned
-                self._let_go(device_id)
-                raise
+            for attempt in range(1, SYNC_ATTEMPTS + 1):
+                try:
+                    return self._sync(device_id, set(ack), max_n, on_settled)
+                except CONNECTION_ERRORS:
+                    # the broker closed the connection (a cluster node went away: its
+                    # own, or the leader of a queue read, "541 nodedown"): everything
+                    # held on it went back to the queues; read again on a new one,
+                    # where what this sync acked and was lost counts as let go
+                    self._drop_connection()
+                    if attempt == SYNC_ATTEMPTS:
+                        raise
+                except BaseException:
+                    # a sync that fails half-way gives everything back (closing the
+                    # channel puts every unacked delivery back in its queue), so no
+                    # later ack can cover a message that was taken but never returned
+                    self._let_go(device_id)
+                    raise
+            raise AssertionError("unreachable")
 
         return self._run(job)
 
@@ -365,7 +383,7 @@ class _Actor:
     def _connection(self) -> BlockingConnection:
         if self._conn is None or not self._conn.is_open:
             self._forget_holdings()  # the broker put them back when the old one died
-            self._conn = pika.BlockingConnection(self._params)
+            self._conn = self._nodes.connect()
         return self._conn
 
     def _forget_holdings(self) -> None:

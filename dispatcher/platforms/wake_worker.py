@@ -32,7 +32,6 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import cast
 
-import pika
 from pika.exceptions import AMQPError
 
 from device_registry.store import App, Credential, WakeTarget
@@ -45,7 +44,7 @@ from dispatcher.platforms.push import Outcome, PlatformClient, Push
 from dispatcher.platforms.wake_jobs import WakeJob
 from pushbox_core import metrics
 from pushbox_core.errors import DependencyDown, PushboxError
-from pushbox_core.rabbit import connection_params
+from pushbox_core.rabbit import Nodes
 from pushbox_core.redis_client import redis_errors
 from pushbox_core.settings import Settings
 
@@ -66,6 +65,9 @@ class WakeWorker:
         self.settings = pushbox.settings
         self.stopping = False
         self.handled: Counter[str] = Counter()
+        self._nodes = Nodes(
+            self.settings.broker_urls, name="pushbox-wakes-consumer", heartbeat_s=60
+        )
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         # by (app id, provider, sealed credentials): new credentials get a new client
@@ -95,8 +97,7 @@ class WakeWorker:
         self.stopping = True
 
     def _consume(self) -> None:
-        params = connection_params(self.settings.rabbitmq_url, name="pushbox-wakes", heartbeat_s=60)
-        conn = pika.BlockingConnection(params)
+        conn = self._nodes.connect()
         try:
             self.pb.topology.ensure_globals()  # declares the wake queue
             ch = conn.channel()
