@@ -47,9 +47,9 @@ def test_each_program_of_a_stack_tries_the_nodes_from_another_one_first():
     env = {"PUSH_RABBITMQ_URLS": ",".join(urls), "PUSH_QUEUE_TYPE": "quorum"}
     spread = Stack(Path("/nonexistent"), env, api_ports=(1, 2)).programs()
     pushbox = [p for p in spread if p.name != "nginx"]
-    assert [p.name for p in pushbox] == ["api-1", "api-2", "dispatcher", "wakes"]
+    assert [p.name for p in pushbox] == ["api-1", "api-2", "dispatcher", "wakes", "campaigns"]
     firsts = [p.env["PUSH_RABBITMQ_URLS"].split(",")[0] for p in pushbox]
-    assert firsts == [urls[0], urls[1], urls[2], urls[0]]
+    assert firsts == [urls[0], urls[1], urls[2], urls[0], urls[1]]
     for p in pushbox:  # each program's own, whatever supervisord was started with
         assert sorted(p.env["PUSH_RABBITMQ_URLS"].split(",")) == urls
         assert p.env["PUSH_QUEUE_TYPE"] == "quorum"
