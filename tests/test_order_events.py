@@ -140,12 +140,14 @@ def test_worker_survives_a_broker_outage(client, settings, names, rabbit_channel
             wnames.order_events_queue,
             wnames.invalid_order_events,
             wnames.dead_letter_queue,
+            wnames.wake_queue,
         ):
             rabbit_channel.queue_delete(q)
         for x in (
             flaky.orders_exchange,
             wnames.invalid_order_events,
             wnames.dead_letter_exchange,
+            wnames.events_exchange,
             wnames.direct_exchange("high"),
             wnames.direct_exchange("normal"),
             wnames.broadcast_exchange(shop["id"], "high"),
