@@ -17,13 +17,15 @@ it is measured.
   streams), in STEPS; a step with an error, a lost message, a stream the server closed,
   or that runs past STEP_TIMEOUT_S fails, and the figure is the last step that held.
   Its detail also carries what an idle open stream costs (API memory, the broker's
-  memory for its channel and consumers, file descriptors), measured at each step
-  before its sends; docs/capacity.md reads it.
+  channel and consumers and their memory, file descriptors, idle CPU), measured at
+  each step before its sends, outside its timeouts; docs/capacity.md reads it.
 
-The client is the `websockets` library on one asyncio loop (a task a stream, no
-thread), without compression (no client in these figures asks for it); every
-connect, receive, send request and step has a timeout. The bench raises its own soft
-open-files limit to the hard one: 10,000 streams are 10,000 sockets here too.
+The drain's client is `bench.client.LeanStream` (the client shares the cores with the
+server it measures; bench/README.md says why); the many streams are the `websockets`
+library's on one asyncio loop (a task a stream, no thread). No client here asks for
+compression. Every connect, receive, send request and step has a timeout. The bench
+raises its own soft open-files limit to the hard one: 10,000 streams are 10,000
+sockets here too.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ PACE_PER_S = 100
 STEPS = (1_000, 2_000, 4_000, 6_000, 8_000, 10_000)
 STEP_SAMPLES = 500
 P99_LIMIT_MS = 1_000.0
-STEP_TIMEOUT_S = 240.0  # opening the step's new streams, its sends, its late frames
+STEP_TIMEOUT_S = 240.0  # for opening a step's new streams; again for its sends and late frames
 # every stream and request
 OPEN_PER_S = 400  # streams opened a second (not a thundering herd)
 OPENING_AT_ONCE = 64

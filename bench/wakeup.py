@@ -45,6 +45,7 @@ class WaitRun:
     missing: int = 0
     errors: collections.Counter = field(default_factory=collections.Counter)
     send_ms: list[float] = field(default_factory=list)  # how long the send requests took
+    after_answer_ms: list[float] = field(default_factory=list)  # arrival after the answer
 
     def p(self, q: float) -> float:
         """Percentile, counting samples never answered as infinitely late."""
@@ -61,9 +62,18 @@ class WaitRun:
             "max_ms": round(self.p(100), 2),
             "unanswered": self.missing,
             "errors": dict(self.errors),
-            # the send request is part of each latency: how much
+        } | self._parts()
+
+    def _parts(self) -> dict:
+        """The send request is part of each latency: how long it took, and how long
+        after its answer the message arrived (0 when it came first)."""
+        if not self.send_ms:
+            return {}
+        return {
             "send_request_p50_ms": round(harness.percentile(self.send_ms, 50), 2),
             "send_request_p99_ms": round(harness.percentile(self.send_ms, 99), 2),
+            "after_answer_p50_ms": round(harness.percentile(self.after_answer_ms, 50), 2),
+            "after_answer_p99_ms": round(harness.percentile(self.after_answer_ms, 99), 2),
         }
 
 
@@ -136,6 +146,7 @@ async def paced_sends(
     for _ in range(SENDERS):
         pool.put_nowait(Connection(harness.base_url()))
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.1
 
@@ -153,7 +164,8 @@ async def paced_sends(
             )
             if a.status == 202:
                 sent[a.json()["id"]] = started
-                result.send_ms.append((time.perf_counter() - started) * 1000)
+                answered[a.json()["id"]] = time.perf_counter()
+                result.send_ms.append((answered[a.json()["id"]] - started) * 1000)
             else:
                 result.errors[f"send {a.status}"] += 1
         except HttpError as e:  # a failed step, not a failed benchmark (nginx out of connections)
@@ -172,6 +184,8 @@ async def paced_sends(
     for message_id, started in sent.items():
         if message_id in arrived:
             result.latencies_ms.append((arrived[message_id] - started) * 1000)
+            after = (arrived[message_id] - answered[message_id]) * 1000
+            result.after_answer_ms.append(max(0.0, after))
         else:
             result.missing += 1
     result.missing += len(targets) - len(sent)

@@ -19,6 +19,7 @@ import collections
 import contextlib
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 WINDOW_DEFAULT = 100
 WINDOW_MAX = 500
 ALIVE_EVERY_S = 20.0  # the device's presence and connected mark are renewed this often
+RENEW_RETRY_S = 3.0  # a renewal that failed is tried again this soon
 BAD_FRAME = 4000
 DONE = 1000  # the client went away, or closed
 
@@ -144,24 +146,35 @@ def stream_device(
     reader = threading.Thread(target=read, daemon=True, name=f"stream-{device_id}")
     reader.start()
     mark = None
-    alive_at = 0.0
-    try:
+    try:  # from here on, whatever fails closes the stream's consumer (finally)
+        mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+        renewed_at = time.monotonic()
+        renew_at = renewed_at + _spread(ALIVE_EVERY_S)
         with metrics.streaming():
             while outbox.code is None:
-                if time.monotonic() - alive_at >= ALIVE_EVERY_S:
-                    # connected (no platform wake), online, and still the device's holder
-                    mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
-                    d.holders.renew(device_id, mine)
-                    alive()
-                    alive_at = time.monotonic()
                 # an idle stream wakes only to renew its marks (not every second: at
                 # 10,000 streams that alone was 10,000 wake-ups a second)
-                left = max(0.0, alive_at + ALIVE_EVERY_S - time.monotonic())
-                batch = outbox.take(timeout=left)
+                batch = outbox.take(timeout=max(0.0, renew_at - time.monotonic()))
                 if batch and outbox.code is None:
                     # what landed together goes out in one write (one syscall, not one a
                     # message: the write was a quarter of the worker's time draining)
                     socket.send(_frames(batch, in_flight, lock, settle))
+                now = time.monotonic()
+                if now >= renew_at:
+                    # connected (no platform wake), online, and still the device's holder
+                    try:
+                        mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+                        d.holders.renew(device_id, mine)
+                        alive()
+                        renewed_at, renew_at = now, now + _spread(ALIVE_EVERY_S)
+                    except PushboxError:
+                        # Redis busy (thousands of streams opened together renew together,
+                        # and waited past the pool's 5 s: 1,888 of 6,000 streams ended so),
+                        # or down: the stream goes on, and ends only when its mark would
+                        # lapse
+                        if now - renewed_at >= 2 * ALIVE_EVERY_S - RENEW_RETRY_S:
+                            raise
+                        renew_at = now + _spread(RENEW_RETRY_S)
     except SocketClosed:
         outbox.end(DONE)
     except PushboxError as e:  # Redis or the broker, while streaming
@@ -173,6 +186,12 @@ def stream_device(
             with contextlib.suppress(PushboxError):
                 d.connections.disconnect(device_id, mark)
     return outbox.code or DONE
+
+
+def _spread(seconds: float) -> float:
+    """A while of up to `seconds`, at random from three quarters of it: streams opened
+    together do not come back to Redis together."""
+    return seconds * random.uniform(0.75, 1.0)
 
 
 def _frames(
