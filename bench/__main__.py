@@ -44,7 +44,7 @@ def main() -> None:
         idle = idle_cost.figures(fleet, before, after, idle_cost.redis_used())
         print("registration: raw declare + bind ...", flush=True)
         keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
-        # send gives every device an APNs token (for its second figure); broadcast
+        # send gives every device an APNs token (for send_rate_with_tokens); broadcast
         # asks for no wakes, and wake_rate wakes them all
         for module in (wakeup, waiting, send, broadcast, wake_rate):
             keep(module.run(fleet))

@@ -190,9 +190,12 @@ def broker_pids() -> list[int]:
     oldest beam.smp of the rabbitmq user. Empty when the broker is not on this machine."""
     url = urlsplit(settings().rabbitmq_url)
     if url.hostname in ("127.0.0.1", "localhost", "::1"):
-        out = subprocess.run(
-            ["ss", "-Hltnp", f"sport = :{url.port or 5672}"], capture_output=True, text=True
-        ).stdout
+        try:
+            out = subprocess.run(
+                ["ss", "-Hltnp", f"sport = :{url.port or 5672}"], capture_output=True, text=True
+            ).stdout
+        except OSError:  # no ss (iproute2) here
+            out = ""
         found = sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
         if found:
             return found
