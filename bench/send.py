@@ -1,8 +1,10 @@
 """Targeted send rate: notifications/s through nginx to random devices among 10,000,
 16 concurrent senders, each answer meaning the broker confirmed the message.
 
-Baselines, same run: (1) our HTTP ceiling, `GET /healthz` through the same nginx and
-instances at the same concurrency with the same client; (2) raw pika persistent,
+Baselines, same run: (1) `send_bound` (the target is >= 0.5x of it, issue "Campaigns
+and bulk sends"), built from our HTTP ceiling, `GET /healthz` through the same nginx and
+instances at the same concurrency with the same client (`healthz_per_s` in the detail),
+and a raw confirmed publish, see below; (2) raw pika persistent,
 mandatory publishes to the same direct exchange and routing keys, 1,000 confirms in
 flight on one channel (and, in the detail, 16 in flight: the senders' concurrency).
 The detail also says where the CPU went: microseconds of CPU per send (and per
@@ -221,6 +223,7 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
             "senders": SENDERS,
             "sends": SENDS,
             "devices": harness.FLEET_SIZE,
+            "healthz_per_s": round(ceiling),
             f"raw_publish_{SENDERS}_in_flight": round(raw_alike),
             "cpu_us_per_send": sending.per(SENDS),
             "cpu_us_per_healthz": answering.per(CEILING_REQUESTS),
@@ -237,12 +240,14 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
                     "send_rate",
                     rate,
                     "msgs/s",
-                    ceiling,
-                    "HTTP ceiling: GET /healthz via the same nginx + instances, 16 clients",
+                    best["max_sends_per_s"],
+                    "send_bound: the most sends/s these cores could do if a send cost one"
+                    " GET /healthz (16 clients, same nginx + instances) plus one raw"
+                    f" confirmed publish ({SENDERS} in flight)",
                     True,
                     command=cmd,
-                    target=">= 0.5x ceiling",
-                    met=rate >= 0.5 * ceiling,
+                    target=">= 0.5x send_bound",
+                    met=rate >= 0.5 * best["max_sends_per_s"],
                     detail=detail,
                 ),
                 Figure(

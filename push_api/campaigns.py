@@ -18,6 +18,8 @@ from push_api.campaign_schemas import (
 from push_api.deps import deps
 from push_api.notifications import IDEMPOTENCY_HEADER
 
+CREATED_OUT = CampaignCreatedOut()  # made once (see push_api.notifications.SENT_OUT)
+
 blp = Blueprint("campaigns", __name__, url_prefix="/v1", description="Campaigns (server key)")
 
 
@@ -37,7 +39,7 @@ class Campaigns(MethodView):
             app.id,
             request.headers.get(IDEMPOTENCY_HEADER),
             lambda _resend: (
-                CampaignCreatedOut().dump(services.create(app.id, req, c=d.campaigns)),
+                CREATED_OUT.dump(services.create(app.id, req, c=d.campaigns)),
                 202,
             ),
         )
