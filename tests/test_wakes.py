@@ -29,6 +29,7 @@ from pushbox_core.settings import Settings
 from sdk_stub.events import EventListener
 from tests.conftest import forget_namespace
 from tests.support import bearer, eventually, new_app, scrape, value
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.usefixtures("wake_worker")
 
@@ -571,3 +572,39 @@ def test_a_clean_stop_writes_the_counts_of_the_jobs_it_acked(
         worker.stop()
         thread.join(15)
         pushbox.close()
+
+
+def test_jobs_that_meet_redis_down_come_back_and_the_others_are_acked(
+    alone, alone_api, fcm_standin, apns_standin
+):
+    """A job whose checks fail (Redis down) is handed back and pushed once Redis is back;
+    jobs settled meanwhile are acked (several at once when they are the oldest)."""
+    shop = Shop(alone_api.test_client(), alone, fcm_standin, apns_standin)
+    phones = [shop.device("android") for _ in range(3)]
+    proxy = TcpProxy("127.0.0.1", 6379)
+    pushbox = bootstrap(replace(alone, redis_url=f"redis://127.0.0.1:{proxy.port}/0"), role="t")
+    worker = WakeWorker(pushbox)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        first = [shop.notify({"device_id": p["id"]}, title="before") for p in phones]
+        assert eventually(lambda: all(shop.stats(n)["woken"] == 1 for n in first))
+        proxy.cut()
+        during = shop.notify({"device_id": phones[0]["id"]}, title="during")
+        time.sleep(1.5)  # tried, handed back, tried again
+        assert shop.stats(during)["woken"] == 0
+        proxy.restore()
+        assert eventually(lambda: shop.stats(during)["woken"] == 1)
+        assert len(for_token(fcm_standin, phones[0]["token"])) == 2
+        conn = pika.BlockingConnection(pika.URLParameters(alone.rabbitmq_url))
+        queue = Names(alone.namespace, alone.redis_prefix).wake_queue
+        ch = conn.channel()
+        worker.stop()
+        thread.join(15)
+        assert ch.queue_declare(queue, passive=True).method.message_count == 0  # all acked
+        conn.close()
+    finally:
+        worker.stop()
+        thread.join(15)
+        pushbox.close()
+        proxy.close()

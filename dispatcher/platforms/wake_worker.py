@@ -8,7 +8,7 @@ made is settled and counted; a worker that dies mid-job gets it again, and a dev
 may then be pushed twice (the app dedupes by the message id it syncs). MySQL and Redis
 calls run in threads of the loop's executor, so they never block the pushes in flight.
 
-What a job costs, kept small (a send to one device is one job; docs/capacity.md):
+What a job costs, kept small (a send to one device is one job; docs/wakes.md):
 - the app's row and its credentials are read at most once a CACHE_S per app, not per
   job. Changes made elsewhere (`PATCH /v1/app`, new or deleted credentials, another
   worker marking credentials rejected or accepted again) reach this worker within
@@ -138,8 +138,19 @@ class WakeWorker:
             ch = conn.channel()
             ch.basic_qos(prefetch_count=PREFETCH)
 
+            unsettled: set[int] = set()  # delivered, not acked or nacked yet (pika's thread)
+            settled_jobs: list[tuple[int, bool]] = []  # (tag, requeue), for pika's thread
+            handing = threading.Lock()
+
+            def settle() -> None:  # pika's thread: every job settled since the last call
+                with handing:
+                    jobs = settled_jobs[:]
+                    settled_jobs.clear()
+                self._settle(conn, ch, jobs, unsettled)
+
             def on_job(_ch, method, _props, body: bytes) -> None:
                 tag = method.delivery_tag
+                unsettled.add(tag)
                 future = self._call(self.handle(body))
 
                 def settled(f: Future) -> None:
@@ -147,7 +158,11 @@ class WakeWorker:
                     requeue = isinstance(error, DependencyDown)
                     if error is not None:
                         log.warning("wake job %s: %r", "requeued" if requeue else "dropped", error)
-                    conn.add_callback_threadsafe(lambda: self._settle(conn, ch, tag, requeue))
+                    with handing:
+                        settled_jobs.append((tag, requeue))
+                        first = len(settled_jobs) == 1
+                    if first:  # one wake-up of pika's thread for the jobs settled meanwhile
+                        conn.add_callback_threadsafe(settle)
 
                 future.add_done_callback(settled)
 
@@ -167,13 +182,34 @@ class WakeWorker:
                 conn.close()
 
     @staticmethod
-    def _settle(conn, ch, tag: int, requeue: bool) -> None:
+    def _settle(conn, ch, jobs: list[tuple[int, bool]], unsettled: set[int]) -> None:
+        """Ack the jobs settled together (pika's thread): the oldest deliveries still
+        unsettled, when all of them are done now, in one ack with `multiple` (one-device
+        jobs mostly end in the order they came), the others one by one."""
         if not ch.is_open:
-            return  # the broker gives it to the next consumer
-        if requeue:  # MySQL or Redis down: the job comes back, in a moment
-            conn.call_later(0.5, lambda: ch.is_open and ch.basic_nack(tag, requeue=True))
-        else:
+            return  # the broker gives them to the next consumer
+        acks = {tag for tag, requeue in jobs if not requeue}
+        for tag, requeue in jobs:
+            if requeue:  # MySQL or Redis down: the job comes back, in a moment
+
+                def nack(tag: int = tag) -> None:
+                    unsettled.discard(tag)
+                    if ch.is_open:
+                        ch.basic_nack(tag, requeue=True)
+
+                conn.call_later(0.5, nack)  # unsettled until then: no multiple ack covers it
+        oldest: list[int] = []
+        for tag in sorted(unsettled):
+            if tag not in acks:
+                break
+            oldest.append(tag)
+        if len(oldest) > 1:
+            ch.basic_ack(oldest[-1], multiple=True)
+            acks.difference_update(oldest)
+            unsettled.difference_update(oldest)
+        for tag in sorted(acks):
             ch.basic_ack(tag)
+            unsettled.discard(tag)
 
     def _call(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
