@@ -17,12 +17,14 @@ What a job costs, kept small (a send to one device is one job; docs/wakes.md):
 - the counters `woken` and `wake_failed` go through the process's Tally (one UPDATE a
   counter every TALLY_FLUSH_S for every job counted meanwhile), not a transaction a
   job. A job is acked once its counts are handed to the tally, before they are
-  written: a worker killed in between loses up to TALLY_FLUSH_S of these counts
-  (statistics: no push or message depends on them; a redelivered job would count
-  twice anyway). A clean stop (TERM) writes them before the process exits. While
-  MySQL is down they wait in memory and are tried again, less often the longer it
-  lasts (Tally); the jobs go on.
+  written: a worker killed in between loses up to TALLY_FLUSH_S of these counts, or
+  all that wait while MySQL is down (statistics: no push or message depends on them;
+  a redelivered job would count twice anyway). A clean stop (TERM) writes them before
+  the process exits. While MySQL is down they wait in memory and are tried again,
+  less often the longer it lasts (Tally); the jobs go on.
 - the device rows and which of them are connected are read in one executor hop.
+- jobs settled together are acked together: one wake-up of pika's thread, and one
+  ack with `multiple` for the oldest deliveries when all of them are done.
 
 The queue stays the only source of truth: a push that fails loses nothing; the device
 gets the message on its next sync. Decisions made here, just before sending:
