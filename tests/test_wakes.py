@@ -11,15 +11,25 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 
+import pika
 import pytest
 import requests
 from prometheus_client import REGISTRY
 
 from dispatcher.bootstrap import bootstrap
+from dispatcher.delivery.tally import Tally
 from dispatcher.platforms.wake_worker import WakeWorker
+from push_api.app import create_app
+from pushbox_core.names import Names
+from pushbox_core.schema import drop_database, migrate
+from pushbox_core.settings import Settings
 from sdk_stub.events import EventListener
+from tests.conftest import forget_namespace
 from tests.support import bearer, eventually, new_app, scrape, value
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.usefixtures("wake_worker")
 
@@ -484,3 +494,117 @@ def test_refused_credentials_are_marked_and_not_retried_within_a_minute(shop, fc
     assert eventually(lambda: shop.stats(second)["wake_failed"] == 1)
     assert len(fcm_standin.token_requests()) == asked  # not asked again within the minute
     assert for_token(fcm_standin, phone["token"]) == []
+
+
+def test_refused_credentials_that_work_again_are_active_at_once(shop, fcm_standin, app):
+    """The worker caches an app's credentials for a few seconds; what it learns itself
+    (refused, accepted again) it sees at the next job all the same."""
+    fcm_standin.refuse_tokens()
+    phone = shop.device("android")
+    first = shop.notify({"device_id": phone["id"]}, title="one")
+    assert eventually(lambda: shop.stats(first)["wake_failed"] == 1)
+    fcm_standin.reset()  # Google takes the key again
+    app.extensions["pushbox"].db.execute(  # as a minute later: the next push tries it
+        "UPDATE app_credentials SET rejected_at = rejected_at - INTERVAL 2 MINUTE"
+        " WHERE app_id = %s",
+        (shop.app["id"],),
+    )
+    second = shop.notify({"device_id": phone["id"]}, title="two")
+    assert eventually(lambda: shop.stats(second)["woken"] == 1)
+    fcm = shop.client.get("/v1/app", headers=shop.auth).get_json()["credentials"]["fcm"]
+    assert fcm["status"] == "active"
+    third = shop.notify({"device_id": phone["id"]}, title="three")  # at once, not in 5 s
+    assert eventually(lambda: shop.stats(third)["woken"] == 1, 3)
+    assert len(for_token(fcm_standin, phone["token"])) == 2
+
+
+# ---- a worker alone on a wake queue of its own (the module's worker consumes the other)
+@pytest.fixture(scope="module")
+def alone(settings: Settings) -> Iterator[Settings]:
+    s = replace(
+        settings,
+        namespace=settings.namespace + "w",
+        redis_prefix=settings.redis_prefix + "w",
+        mysql_database=settings.mysql_database + "_w",
+        orders_exchange=settings.orders_exchange + "w",
+    )
+    migrate(s)
+    yield s
+    drop_database(s)
+    forget_namespace(s)
+
+
+@pytest.fixture(scope="module")
+def alone_api(alone):
+    flask_app = create_app(alone)
+    yield flask_app
+    flask_app.extensions["pushbox"].close()
+
+
+def test_a_clean_stop_writes_the_counts_of_the_jobs_it_acked(
+    alone, alone_api, fcm_standin, apns_standin
+):
+    """A job is acked once its counts are handed to the worker's tally, before they are
+    written (here a tally that never writes on its own); stopping the worker writes them."""
+    shop = Shop(alone_api.test_client(), alone, fcm_standin, apns_standin)
+    phone = shop.device("android")
+    pushbox = bootstrap(alone, role="test-wakes-stop")
+    tally = Tally(pushbox.notifications, flush_s=3600)
+    worker = WakeWorker(pushbox, tally=tally)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        sent = shop.notify({"device_id": phone["id"]}, title="counted at the stop")
+        assert eventually(lambda: for_token(fcm_standin, phone["token"]))
+        assert eventually(lambda: tally.pending() == 1)
+        assert shop.stats(sent)["woken"] == 0  # handed over, not written yet
+        worker.stop()
+        thread.join(15)
+        assert not thread.is_alive()
+        assert shop.stats(sent)["woken"] == 1  # written by the stop itself
+        conn = pika.BlockingConnection(pika.URLParameters(alone.rabbitmq_url))
+        waiting = conn.channel().queue_declare(
+            Names(alone.namespace, alone.redis_prefix).wake_queue, passive=True
+        )
+        conn.close()
+        assert waiting.method.message_count == 0  # acked: not handed back at the stop
+    finally:
+        worker.stop()
+        thread.join(15)
+        pushbox.close()
+
+
+def test_jobs_that_meet_redis_down_come_back_and_the_others_are_acked(
+    alone, alone_api, fcm_standin, apns_standin
+):
+    """A job whose checks fail (Redis down) is handed back and pushed once Redis is back;
+    jobs settled meanwhile are acked (several at once when they are the oldest)."""
+    shop = Shop(alone_api.test_client(), alone, fcm_standin, apns_standin)
+    phones = [shop.device("android") for _ in range(3)]
+    proxy = TcpProxy("127.0.0.1", 6379)
+    pushbox = bootstrap(replace(alone, redis_url=f"redis://127.0.0.1:{proxy.port}/0"), role="t")
+    worker = WakeWorker(pushbox)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        first = [shop.notify({"device_id": p["id"]}, title="before") for p in phones]
+        assert eventually(lambda: all(shop.stats(n)["woken"] == 1 for n in first))
+        proxy.cut()
+        during = shop.notify({"device_id": phones[0]["id"]}, title="during")
+        time.sleep(1.5)  # tried, handed back, tried again
+        assert shop.stats(during)["woken"] == 0
+        proxy.restore()
+        assert eventually(lambda: shop.stats(during)["woken"] == 1)
+        assert len(for_token(fcm_standin, phones[0]["token"])) == 2
+        conn = pika.BlockingConnection(pika.URLParameters(alone.rabbitmq_url))
+        queue = Names(alone.namespace, alone.redis_prefix).wake_queue
+        ch = conn.channel()
+        worker.stop()
+        thread.join(15)
+        assert ch.queue_declare(queue, passive=True).method.message_count == 0  # all acked
+        conn.close()
+    finally:
+        worker.stop()
+        thread.join(15)
+        pushbox.close()
+        proxy.close()

@@ -1,6 +1,7 @@
-"""Counters fed by syncs (acked, expired, collapsed), added up in each process and
-written to the notifications' rows in the background; the acks also go out as
-`notification.acked` events (pushbox_core.events), one per app a flush."""
+"""Counters fed by syncs (acked, expired, collapsed) and by the wake worker (woken,
+wake_failed), added up in each process and written to the notifications' rows in the
+background; the acks also go out as `notification.acked` events (pushbox_core.events),
+one per app a flush."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pushbox_core.forks import ForkGuard
 log = logging.getLogger(__name__)
 
 TALLY_FLUSH_S = 0.25  # how far the sync counters may lag
+RETRY_MAX_S = 5.0  # while MySQL is down, a flush is tried again at most this far apart
 
 
 class Tally:
@@ -26,8 +28,9 @@ class Tally:
     per counter for everything the process's syncs counted meanwhile. A sync then
     writes nothing to MySQL, and a broadcast acked by thousands of devices updates
     its row once per flush instead of once per device. While MySQL is down the counts
-    wait (up to PENDING_MAX counters, then the oldest flush is dropped); counts
-    not yet written die with a killed process (statistics: no message depends on them).
+    wait (up to PENDING_MAX counters, then the oldest flush is dropped) and the flush is
+    tried again after twice as long each time, up to RETRY_MAX_S; counts not yet
+    written die with a killed process (statistics: no message depends on them).
 
     The acks of a device's syncs (`for_device`) are kept too, and each flush publishes
     them as one `notification.acked` event per app (several past
@@ -79,7 +82,13 @@ class Tally:
             if acks and acks[1] and self.events is not None:
                 self._acks.setdefault(acks[0], []).extend(acks[1])
 
-    def flush(self) -> None:
+    def pending(self) -> int:
+        """How many counters wait to be written."""
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> bool:
+        """Write what was counted; False when MySQL is down (the counts are kept)."""
         with self._lock:
             counts, self._pending = self._pending, collections.Counter()
             acks, self._acks = self._acks, {}
@@ -87,21 +96,27 @@ class Tally:
             for app_id, pairs in acks.items():
                 self.events.notifications_acked(app_id, pairs)
         if not counts:
-            return
+            return True
         try:
             self.notifications.count(dict(counts))
         except PushboxError as e:  # MySQL is down: keep them for the next flush
             with self._lock:
                 if len(self._pending) + len(counts) <= self.PENDING_MAX:
                     self._pending.update(counts)
-                    log.warning("could not count %d acks/drops yet: %s", len(counts), e)
-                    return
-            log.warning("dropped %d acks/drops: MySQL down too long: %s", len(counts), e)
+                    log.warning("could not write %d counters yet: %s", len(counts), e)
+                    return False
+            log.warning("dropped %d counters: MySQL down too long: %s", len(counts), e)
+            return False
+        return True
 
     def _loop(self) -> None:
+        wait = self.flush_s
         while True:
-            time.sleep(self.flush_s)
+            time.sleep(wait)
             try:
-                self.flush()
+                written = self.flush()
             except Exception:  # a bad row must not stop the counting for good
-                log.exception("writing sync counters failed")
+                log.exception("writing counters failed")
+                written = False
+            # MySQL down: tried again less often the longer it lasts
+            wait = self.flush_s if written else min(wait * 2, max(RETRY_MAX_S, self.flush_s))

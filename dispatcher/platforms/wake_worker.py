@@ -4,9 +4,27 @@ push token and is not connected.
 
 Two threads: pika's (consuming, acking) and an asyncio loop's (HTTP/2 clients, one per
 app and platform, many pushes in flight on each). A job is acked once every push it
-made is settled; a worker that dies mid-job gets it again, and a device may then be
-pushed twice (the app dedupes by the message id it syncs). MySQL and Redis calls run
-in threads of the loop's executor, so they never block the pushes in flight.
+made is settled and counted; a worker that dies mid-job gets it again, and a device
+may then be pushed twice (the app dedupes by the message id it syncs). MySQL and Redis
+calls run in threads of the loop's executor, so they never block the pushes in flight.
+
+What a job costs, kept small (a send to one device is one job; docs/wakes.md):
+- the app's row and its credentials are read at most once a CACHE_S per app, not per
+  job. Changes made elsewhere (`PATCH /v1/app`, new or deleted credentials, another
+  worker marking credentials rejected or accepted again) reach this worker within
+  CACHE_S; what this worker itself marks rejected or accepted again it sees at once
+  (its entry is dropped after the write).
+- the counters `woken` and `wake_failed` go through the process's Tally (one UPDATE a
+  counter every TALLY_FLUSH_S for every job counted meanwhile), not a transaction a
+  job. A job is acked once its counts are handed to the tally, before they are
+  written: a worker killed in between loses up to TALLY_FLUSH_S of these counts, or
+  all that wait while MySQL is down (statistics: no push or message depends on them;
+  a redelivered job would count twice anyway). A clean stop (TERM) writes them before
+  the process exits. While MySQL is down they wait in memory and are tried again,
+  less often the longer it lasts (Tally); the jobs go on.
+- the device rows and which of them are connected are read in one executor hop.
+- jobs settled together are acked together: one wake-up of pika's thread, and one
+  ack with `multiple` for the oldest deliveries when all of them are done.
 
 The queue stays the only source of truth: a push that fails loses nothing; the device
 gets the message on its next sync. Decisions made here, just before sending:
@@ -36,6 +54,7 @@ from pika.exceptions import AMQPError
 
 from device_registry.store import App, Credential, WakeTarget
 from dispatcher.bootstrap import Pushbox, bootstrap
+from dispatcher.delivery.tally import Tally
 from dispatcher.platforms.apns import ApnsClient, ApnsCredentials
 from dispatcher.platforms.credentials import open_credentials, reseal_all
 from dispatcher.platforms.delivery import deliver
@@ -56,12 +75,17 @@ BATCH = 1000  # devices read, checked and pushed at a time
 APNS_SILENT_PER_HOUR = 3
 REJECTED_RETRY_S = 60
 RECONNECT_MAX_S = 10.0
+CACHE_S = 5.0  # an app's row and credentials are reused this long (the module's doc)
+STOP_CHECK_S = 0.5  # how soon the consuming thread sees a stop asked for
+STOP_FLUSH_S = 5.0  # on a clean stop, how long unwritten counts wait for MySQL
 FAILED = ("invalid_token", "credentials_rejected", "failed")
 
 
 class WakeWorker:
-    def __init__(self, pushbox: Pushbox):
+    def __init__(self, pushbox: Pushbox, *, tally: Tally | None = None):
+        """`tally`: where the counts go (the process's own, pushbox.tally, unless told)."""
         self.pb = pushbox
+        self.tally = tally if tally is not None else pushbox.tally
         self.settings = pushbox.settings
         self.stopping = False
         self.handled: Counter[str] = Counter()
@@ -76,6 +100,8 @@ class WakeWorker:
         self._retrying: set[tuple[str, str, str]] = set()  # refused credentials tried again
         self._in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
         self._counting = threading.Lock()
+        # (what, app id): (until, the read); a read in flight is shared by every job
+        self._cache: dict[tuple[str, str], tuple[float, asyncio.Future]] = {}
 
     # ---- consuming (pika's thread)
     def run(self) -> None:
@@ -92,6 +118,17 @@ class WakeWorker:
                 delay = min(delay * 2, RECONNECT_MAX_S)
         self._call(self._close_clients()).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._flush_counts()
+
+    def _flush_counts(self) -> None:
+        """A clean stop writes the counts of the jobs it acked; while MySQL is down it
+        tries again for STOP_FLUSH_S, then says what is lost."""
+        deadline = time.monotonic() + STOP_FLUSH_S
+        while not self.tally.flush():
+            if time.monotonic() > deadline:
+                log.warning("stopping with %d wake counts not written", self.tally.pending())
+                return
+            time.sleep(0.5)
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -103,8 +140,19 @@ class WakeWorker:
             ch = conn.channel()
             ch.basic_qos(prefetch_count=PREFETCH)
 
+            unsettled: set[int] = set()  # delivered, not acked or nacked yet (pika's thread)
+            settled_jobs: list[tuple[int, bool]] = []  # (tag, requeue), for pika's thread
+            handing = threading.Lock()
+
+            def settle() -> None:  # pika's thread: every job settled since the last call
+                with handing:
+                    jobs = settled_jobs[:]
+                    settled_jobs.clear()
+                self._settle(conn, ch, jobs, unsettled)
+
             def on_job(_ch, method, _props, body: bytes) -> None:
                 tag = method.delivery_tag
+                unsettled.add(tag)
                 future = self._call(self.handle(body))
 
                 def settled(f: Future) -> None:
@@ -112,26 +160,58 @@ class WakeWorker:
                     requeue = isinstance(error, DependencyDown)
                     if error is not None:
                         log.warning("wake job %s: %r", "requeued" if requeue else "dropped", error)
-                    conn.add_callback_threadsafe(lambda: self._settle(conn, ch, tag, requeue))
+                    with handing:
+                        settled_jobs.append((tag, requeue))
+                        first = len(settled_jobs) == 1
+                    if first:  # one wake-up of pika's thread for the jobs settled meanwhile
+                        conn.add_callback_threadsafe(settle)
 
                 future.add_done_callback(settled)
 
+            def tick() -> None:  # process_data_events returns at least this often
+                conn.call_later(STOP_CHECK_S, tick)
+
             ch.basic_consume(self.pb.names.wake_queue, on_job)
             log.info("consuming %s", self.pb.names.wake_queue)
+            tick()
             while not self.stopping:
-                conn.process_data_events(time_limit=0.5)
+                # no time limit: with one, each call makes and drops a pika timer, and
+                # under load a call returns at every job (py-spy: a fifth of the
+                # thread's time went to those timers)
+                conn.process_data_events(time_limit=None)
         finally:
             if conn.is_open:
                 conn.close()
 
     @staticmethod
-    def _settle(conn, ch, tag: int, requeue: bool) -> None:
+    def _settle(conn, ch, jobs: list[tuple[int, bool]], unsettled: set[int]) -> None:
+        """Ack the jobs settled together (pika's thread): the oldest deliveries still
+        unsettled, when all of them are done now, in one ack with `multiple` (one-device
+        jobs mostly end in the order they came), the others one by one."""
         if not ch.is_open:
-            return  # the broker gives it to the next consumer
-        if requeue:  # MySQL or Redis down: the job comes back, in a moment
-            conn.call_later(0.5, lambda: ch.is_open and ch.basic_nack(tag, requeue=True))
-        else:
+            return  # the broker gives them to the next consumer
+        acks = {tag for tag, requeue in jobs if not requeue}
+        for tag, requeue in jobs:
+            if requeue:  # MySQL or Redis down: the job comes back, in a moment
+
+                def nack(tag: int = tag) -> None:
+                    unsettled.discard(tag)
+                    if ch.is_open:
+                        ch.basic_nack(tag, requeue=True)
+
+                conn.call_later(0.5, nack)  # unsettled until then: no multiple ack covers it
+        oldest: list[int] = []
+        for tag in sorted(unsettled):
+            if tag not in acks:
+                break
+            oldest.append(tag)
+        if len(oldest) > 1:
+            ch.basic_ack(oldest[-1], multiple=True)
+            acks.difference_update(oldest)
+            unsettled.difference_update(oldest)
+        for tag in sorted(acks):
             ch.basic_ack(tag)
+            unsettled.discard(tag)
 
     def _call(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -145,33 +225,64 @@ class WakeWorker:
             return
         if job.expires_ms <= time.time() * 1000:
             return  # expired: nothing to wake for
-        app = await self._db(self.pb.store.app, job.app_id)
+        app = await self._cached("app", job.app_id, self.pb.store.app)
         if app is None:
             return
         after = 0
         while True:
-            targets = await self._db(
-                self.pb.store.wake_targets,
-                job.app_id,
-                job.device_ids,
-                after=after,
-                limit=BATCH,
-                registered_by_ms=job.created_ms,
-            )
+            targets, connected = await self._db(self._targets, job, after)
             if not targets:
                 return
-            # read again for each batch: a credential rejected meanwhile is not used
-            creds = await self._db(self.pb.store.credentials, job.app_id)
-            await self._wake(job, app, creds, targets)
+            # for each batch: credentials this worker refused meanwhile are not used
+            creds = await self._cached("credentials", job.app_id, self.pb.store.credentials)
+            await self._wake(job, app, creds, targets, connected)
+            if len(targets) < BATCH:
+                return  # that was the last batch: no need to ask again
             after = int(targets[-1].device_id)
 
+    def _targets(self, job: WakeJob, after: int) -> tuple[list[WakeTarget], set[str]]:
+        """The job's next batch of devices with an active token, and which of them are
+        connected (in an executor thread: one hop for both)."""
+        targets = self.pb.store.wake_targets(
+            job.app_id, job.device_ids, after=after, limit=BATCH, registered_by_ms=job.created_ms
+        )
+        connected = self.pb.delivery.connections.connected([t.device_id for t in targets])
+        return targets, connected
+
+    async def _cached(self, what: str, app_id: str, read):
+        """`read(app_id)`, reused for CACHE_S; one read in flight at a time per entry,
+        shared by the jobs that ask meanwhile. A read that fails is not kept."""
+        key = (what, app_id)
+        now = time.monotonic()
+        entry = self._cache.get(key)
+        if entry is None or entry[0] <= now:
+            if len(self._cache) > 10_000:  # apps that were woken once: drop the stale
+                self._cache = {k: e for k, e in self._cache.items() if e[0] > now}
+            future = asyncio.ensure_future(self._db(read, app_id))
+
+            def forget_failed(f: asyncio.Future) -> None:
+                if (f.cancelled() or f.exception() is not None) and self._cache.get(
+                    key, (0.0, None)
+                )[1] is f:
+                    del self._cache[key]
+
+            future.add_done_callback(forget_failed)
+            entry = self._cache[key] = (now + CACHE_S, future)
+        return await asyncio.shield(entry[1])
+
+    def _forget_credentials(self, app_id: str) -> None:
+        """This worker changed the app's credentials: the next job reads them again."""
+        self._cache.pop(("credentials", app_id), None)
+
     async def _wake(
-        self, job: WakeJob, app: App, creds: dict[str, Credential], targets: list[WakeTarget]
+        self,
+        job: WakeJob,
+        app: App,
+        creds: dict[str, Credential],
+        targets: list[WakeTarget],
+        connected: set[str],
     ) -> None:
         counts: Counter[tuple[str, str]] = Counter()
-        connected = await self._db(
-            self.pb.delivery.connections.connected, [t.device_id for t in targets]
-        )
         self._count("skipped_connected", len(connected))
         usable = []
         for t in targets:
@@ -200,7 +311,7 @@ class WakeWorker:
             elif outcome.result in FAILED:
                 counts[(job.message_id, "wake_failed")] += 1
         if counts:
-            await self._db(self.pb.notifications.count, dict(counts))
+            self.tally.add(dict(counts))  # written within TALLY_FLUSH_S (module doc)
 
     async def _usable(self, app: App, cred: Credential) -> bool:
         """Active credentials are; rejected ones only once a REJECTED_RETRY_S, to the one
@@ -246,6 +357,7 @@ class WakeWorker:
         if outcome.accepted and key in self._retrying:  # the retried credentials work again
             self._retrying.discard(key)
             await self._db(self.pb.store.credential_accepted, app.id, t.provider, cred.sealed)
+            self._forget_credentials(app.id)
         if outcome.result == "invalid_token":
             marked = await self._db(
                 self.pb.store.mark_token_invalid, t.device_id, t.token, outcome.reason
@@ -273,6 +385,7 @@ class WakeWorker:
         await self._db(
             self.pb.store.mark_credential_rejected, app.id, provider, cred.sealed, outcome.reason
         )
+        self._forget_credentials(app.id)
         log.warning("app %s: %s refused its credentials (%s)", app.id, provider, outcome.reason)
 
     def _silent_allowed(self, targets: list[WakeTarget]) -> list[WakeTarget]:
