@@ -1,10 +1,15 @@
 """`make bench`: every figure, one run, one fleet of 10,000 devices shared where the
 figures allow; prints the table and writes each figure to bench/results/latest.json as
-soon as it is measured."""
+soon as it is measured.
+
+`python -m bench wakeup waiting send`: the registration, fleet and idle-cost figures,
+then only the named modules (of those below) on the same fleet; drain and events_drain
+only when named."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from bench import (
@@ -24,8 +29,23 @@ from bench import (
 )
 from bench.harness import Figure
 
+FLEET_MODULES = {
+    "wakeup": wakeup,
+    "waiting": waiting,
+    "stream": stream,
+    "send": send,
+    "batch": batch,
+    "broadcast": broadcast,
+    "campaign": campaign,
+    "wake_rate": wake_rate,
+}
+ALONE_MODULES = {"drain": drain, "events_drain": events_drain}
 
-def main() -> None:
+
+def main(only: list[str]) -> None:
+    unknown = set(only) - set(FLEET_MODULES) - set(ALONE_MODULES)
+    if unknown:
+        raise SystemExit(f"unknown modules: {' '.join(sorted(unknown))}")
     harness.check_stack()
     started = time.monotonic()
     figures: list[Figure] = []
@@ -52,13 +72,15 @@ def main() -> None:
         # (each open stream would be handed its backlog first); send gives every device
         # an APNs token (for its second figure); broadcast asks for no wakes, and
         # wake_rate wakes them all
-        for module in (wakeup, waiting, stream, send, batch, broadcast, campaign, wake_rate):
-            keep(module.run(fleet))
+        for name, module in FLEET_MODULES.items():
+            if not only or name in only:
+                keep(module.run(fleet))
     finally:
         print("removing the fleet ...", flush=True)
         harness.remove_fleet(fleet)
-    keep(drain.run())
-    keep(events_drain.run())
+    for name, alone in ALONE_MODULES.items():
+        if not only or name in only:
+            keep(alone.run())
     print(f"\nPushbox benchmarks ({time.monotonic() - started:.0f} s):\n")
     order = [f["name"] for f in json.loads(harness.LATEST.read_text())["figures"]]
     figures.sort(key=lambda f: order.index(f.name) if f.name in order else len(order))
@@ -66,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
