@@ -55,6 +55,10 @@ def main(only: list[str]) -> None:
         modules record each figure when it is measured; what they did not is now)."""
         figures.extend(harness.record(new))
 
+    # the raw baseline first, into the same broker the fleet then registers into (with
+    # the fleet there too, a cluster of quorum lanes would hold twice its queues)
+    print("registration: raw declare + bind ...", flush=True)
+    raw_declare = registration.raw_declare_rate()
     before = idle_cost.snapshot()
     fleet = harness.new_fleet("bench", 0)
     try:
@@ -66,8 +70,7 @@ def main(only: list[str]) -> None:
         print("idle cost: opening a session for every device ...", flush=True)
         harness.open_sessions(fleet.devices)
         idle = idle_cost.figures(fleet, before, after, idle_cost.redis_used())
-        print("registration: raw declare + bind ...", flush=True)
-        keep([registration.figure(rate, registration.raw_declare_rate()), *idle])
+        keep([registration.figure(rate, raw_declare), *idle])
         # stream before send and broadcast, which leave messages in every device's lanes
         # (each open stream would be handed its backlog first); send gives every device
         # an APNs token (for its second figure); broadcast asks for no wakes, and
