@@ -46,7 +46,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # own: PUSH_BENCH_LATEST=cluster.json (its `machine` says which broker)
 LATEST = RESULTS_DIR / (os.environ.get("PUSH_BENCH_LATEST") or "latest.json")
 
-FLEET_SIZE = 10_000
+# the fleet of `make bench` and of the modules that register their own (10,000);
+# PUSH_BENCH_FLEET=5000 measures a smaller one (where a broker cannot hold 10,000)
+FLEET_SIZE = int(os.environ.get("PUSH_BENCH_FLEET") or 10_000)
 PAYLOAD_TEXT = "x" * 400  # message bodies of about 500 bytes, as in BASELINE.md
 
 

@@ -16,7 +16,7 @@ from device_registry.topology import Topology
 from pushbox_core.names import LANES
 from pushbox_core.rabbit import Rabbit
 
-DEVICES = 5_000
+DEVICES = min(5_000, harness.FLEET_SIZE)
 CONCURRENCY = 8
 
 
