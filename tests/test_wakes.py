@@ -419,6 +419,22 @@ def test_private_mode_sends_no_content_in_clear(shop, fcm_standin, apns_standin)
     assert got[1].json()["aps"]["mutable-content"] == 1
 
 
+def test_switching_to_private_holds_for_the_very_next_push(shop, fcm_standin):
+    """The worker reads the app for every job: a push right after `push_content:
+    private` carries no content, however recently the app was pushed to before."""
+    phone = shop.device("android")
+    shop.notify({"device_id": phone["id"]}, title="OPEN-TITLE")
+    [first] = eventually(lambda: for_token(fcm_standin, phone["token"]))
+    assert b"OPEN-TITLE" in first.body
+    r = shop.client.patch(
+        "/v1/app", json={"settings": {"push_content": "private"}}, headers=shop.auth
+    )
+    assert r.status_code == 200
+    shop.notify({"device_id": phone["id"]}, title="SECRET-TITLE", body="SECRET-BODY")
+    got = eventually(lambda: for_token(fcm_standin, phone["token"])[1:])
+    assert b"SECRET" not in got[0].body + json.dumps(got[0].headers).encode()
+
+
 def test_a_platform_that_is_down_delays_wakes_and_loses_no_message(shop, fcm_standin):
     phone = shop.device("android")
     fcm_standin.stop()
@@ -497,8 +513,8 @@ def test_refused_credentials_are_marked_and_not_retried_within_a_minute(shop, fc
 
 
 def test_refused_credentials_that_work_again_are_active_at_once(shop, fcm_standin, app):
-    """The worker caches an app's credentials for a few seconds; what it learns itself
-    (refused, accepted again) it sees at the next job all the same."""
+    """Credentials refused, then accepted again on a retry, are active for the very next
+    job (nothing in the worker keeps the refused state)."""
     fcm_standin.refuse_tokens()
     phone = shop.device("android")
     first = shop.notify({"device_id": phone["id"]}, title="one")

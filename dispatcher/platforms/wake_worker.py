@@ -9,11 +9,12 @@ may then be pushed twice (the app dedupes by the message id it syncs). MySQL and
 calls run in threads of the loop's executor, so they never block the pushes in flight.
 
 What a job costs, kept small (a send to one device is one job; docs/wakes.md):
-- the app's row and its credentials are read at most once a CACHE_S per app, not per
-  job. Changes made elsewhere (`PATCH /v1/app`, new or deleted credentials, another
-  worker marking credentials rejected or accepted again) reach this worker within
-  CACHE_S; what this worker itself marks rejected or accepted again it sees at once
-  (its entry is dropped after the write).
+- the app's row, its credentials, the job's devices with a token and which of them
+  are connected are read in one executor hop, fresh for every job: a change made
+  anywhere (`PATCH /v1/app` to `push_content: private`, new or deleted credentials)
+  holds for the next job. (A cache of the app and its credentials saved two MySQL
+  round trips a job but let a push go out up to its lifetime after the app switched
+  to private content, or with replaced credentials: not kept.)
 - the counters `woken` and `wake_failed` go through the process's Tally (one UPDATE a
   counter every TALLY_FLUSH_S for every job counted meanwhile), not a transaction a
   job. A job is acked once its counts are handed to the tally, before they are
@@ -22,7 +23,6 @@ What a job costs, kept small (a send to one device is one job; docs/wakes.md):
   a redelivered job would count twice anyway). A clean stop (TERM) writes them before
   the process exits. While MySQL is down they wait in memory and are tried again,
   less often the longer it lasts (Tally); the jobs go on.
-- the device rows and which of them are connected are read in one executor hop.
 - jobs settled together are acked together: one wake-up of pika's thread, and one
   ack with `multiple` for the oldest deliveries when all of them are done.
 
@@ -75,7 +75,6 @@ BATCH = 1000  # devices read, checked and pushed at a time
 APNS_SILENT_PER_HOUR = 3
 REJECTED_RETRY_S = 60
 RECONNECT_MAX_S = 10.0
-CACHE_S = 5.0  # an app's row and credentials are reused this long (the module's doc)
 STOP_CHECK_S = 0.5  # how soon the consuming thread sees a stop asked for
 STOP_FLUSH_S = 5.0  # on a clean stop, how long unwritten counts wait for MySQL
 FAILED = ("invalid_token", "credentials_rejected", "failed")
@@ -101,7 +100,6 @@ class WakeWorker:
         self._in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
         self._counting = threading.Lock()
         # (what, app id): (until, the read); a read in flight is shared by every job
-        self._cache: dict[tuple[str, str], tuple[float, asyncio.Future]] = {}
 
     # ---- consuming (pika's thread)
     def run(self) -> None:
@@ -225,54 +223,34 @@ class WakeWorker:
             return
         if job.expires_ms <= time.time() * 1000:
             return  # expired: nothing to wake for
-        app = await self._cached("app", job.app_id, self.pb.store.app)
-        if app is None:
-            return
         after = 0
         while True:
-            targets, connected = await self._db(self._targets, job, after)
-            if not targets:
+            app, creds, targets, connected = await self._db(self._read, job, after)
+            if app is None or not targets:
                 return
-            # for each batch: credentials this worker refused meanwhile are not used
-            creds = await self._cached("credentials", job.app_id, self.pb.store.credentials)
             await self._wake(job, app, creds, targets, connected)
             if len(targets) < BATCH:
                 return  # that was the last batch: no need to ask again
             after = int(targets[-1].device_id)
 
-    def _targets(self, job: WakeJob, after: int) -> tuple[list[WakeTarget], set[str]]:
-        """The job's next batch of devices with an active token, and which of them are
-        connected (in an executor thread: one hop for both)."""
-        targets = self.pb.store.wake_targets(
+    def _read(
+        self, job: WakeJob, after: int
+    ) -> tuple[App | None, dict[str, Credential], list[WakeTarget], set[str]]:
+        """In an executor thread, one hop: the app, the job's next batch of devices with
+        an active token, the app's credentials (read again for each batch: credentials
+        refused meanwhile are not used) and which of the devices are connected."""
+        store = self.pb.store
+        app = store.app(job.app_id)
+        if app is None:
+            return None, {}, [], set()
+        targets = store.wake_targets(
             job.app_id, job.device_ids, after=after, limit=BATCH, registered_by_ms=job.created_ms
         )
+        if not targets:
+            return app, {}, [], set()
+        creds = store.credentials(job.app_id)
         connected = self.pb.delivery.connections.connected([t.device_id for t in targets])
-        return targets, connected
-
-    async def _cached(self, what: str, app_id: str, read):
-        """`read(app_id)`, reused for CACHE_S; one read in flight at a time per entry,
-        shared by the jobs that ask meanwhile. A read that fails is not kept."""
-        key = (what, app_id)
-        now = time.monotonic()
-        entry = self._cache.get(key)
-        if entry is None or entry[0] <= now:
-            if len(self._cache) > 10_000:  # apps that were woken once: drop the stale
-                self._cache = {k: e for k, e in self._cache.items() if e[0] > now}
-            future = asyncio.ensure_future(self._db(read, app_id))
-
-            def forget_failed(f: asyncio.Future) -> None:
-                if (f.cancelled() or f.exception() is not None) and self._cache.get(
-                    key, (0.0, None)
-                )[1] is f:
-                    del self._cache[key]
-
-            future.add_done_callback(forget_failed)
-            entry = self._cache[key] = (now + CACHE_S, future)
-        return await asyncio.shield(entry[1])
-
-    def _forget_credentials(self, app_id: str) -> None:
-        """This worker changed the app's credentials: the next job reads them again."""
-        self._cache.pop(("credentials", app_id), None)
+        return app, creds, targets, connected
 
     async def _wake(
         self,
@@ -357,7 +335,6 @@ class WakeWorker:
         if outcome.accepted and key in self._retrying:  # the retried credentials work again
             self._retrying.discard(key)
             await self._db(self.pb.store.credential_accepted, app.id, t.provider, cred.sealed)
-            self._forget_credentials(app.id)
         if outcome.result == "invalid_token":
             marked = await self._db(
                 self.pb.store.mark_token_invalid, t.device_id, t.token, outcome.reason
@@ -385,7 +362,6 @@ class WakeWorker:
         await self._db(
             self.pb.store.mark_credential_rejected, app.id, provider, cred.sealed, outcome.reason
         )
-        self._forget_credentials(app.id)
         log.warning("app %s: %s refused its credentials (%s)", app.id, provider, outcome.reason)
 
     def _silent_allowed(self, targets: list[WakeTarget]) -> list[WakeTarget]:
