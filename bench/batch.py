@@ -34,6 +34,7 @@ def batch_rate(fleet: Fleet, calls: int = CALLS) -> float:
                     "to": {"device_id": rng.choice(ids)},
                     "title": f"order {k}-{i}",
                     "body": harness.PAYLOAD_TEXT,
+                    "wake": "none",  # as the campaign's: publishing alone is measured
                 }
                 for i in range(PER_CALL)
             ]

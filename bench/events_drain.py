@@ -71,7 +71,8 @@ def median_cpu(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 def run() -> list[Figure]:
     nm = harness.names()
-    without, with_queue = [], []
+    without: list[float] = []
+    with_queue: list[float] = []
     cpu: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     heard = []
     with harness.fleet_of("events-drain", 0) as fleet:
@@ -86,7 +87,10 @@ def run() -> list[Figure]:
             for bound in (False, True) if i % 2 == 0 else (True, False):  # either first
                 subscriber = Subscriber(nm.events_exchange) if bound else None
                 drain.fill(key)
-                (with_queue if bound else without).append(drain.pushbox_drain(phone, cpu[bound]))
+                with harness.CpuMeter() as meter:
+                    rate = drain.pushbox_drain(phone)
+                cpu[bound].append(meter.per(drain.BACKLOG))
+                (with_queue if bound else without).append(rate)
                 if subscriber is not None:
                     # the last flush's events may be on their way: every ack is heard
                     subscriber.wait_for_acks(drain.BACKLOG)

@@ -334,10 +334,19 @@ def _fds(pid: int) -> int:
         return 0
 
 
+def _node() -> harness.BrokerNode:
+    """The node the stack is connected to (the first of a cluster's: list_connections
+    and list_consumers answer for the whole cluster; the channels' memory counted by
+    `eval` is the memory of those on this node). Not `rabbitmqctl` of the machine's
+    broker: a stack on a node of its own (`make cluster-up NODES=1`) read as zero."""
+    nodes = harness.broker_nodes()
+    if not nodes:
+        raise RuntimeError("no local RabbitMQ node listens on the stack's broker URL")
+    return nodes[0]
+
+
 def _rabbitmqctl(*args: str) -> list[list[str]]:
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120
-    ).stdout
+    out = _node().run("-q", *args, timeout=120)
     return [line.split("\t") for line in out.splitlines()[1:] if line.strip()]
 
 
@@ -376,7 +385,8 @@ def _broker_side(api: Sequence[int], fleet: Fleet) -> tuple[int, int, int, int]:
     """On the (shared) broker, only what is ours: (channels on these API workers'
     connections, their memory, consumers of the fleet's lanes, the memory of the queue
     processes of the first QUEUE_SAMPLE devices' lanes)."""
-    out = subprocess.run(["ss", "-Htnp", "dport = :5672"], capture_output=True, text=True).stdout
+    broker_ports = " or ".join(f"dport = :{n.port}" for n in harness.broker_nodes())
+    out = subprocess.run(["ss", "-Htnp", broker_ports], capture_output=True, text=True).stdout
     ports = {
         line.split()[3].rsplit(":", 1)[1]
         for line in out.splitlines()
@@ -392,9 +402,7 @@ def _broker_side(api: Sequence[int], fleet: Fleet) -> tuple[int, int, int, int]:
     code = _BROKER_SIDE.replace("@CONNS@", ",".join(f'"{c}"' for c in conns)).replace(
         "@QUEUES@", ",".join(f'<<"{q}">>' for q in sample)
     )
-    got = subprocess.run(
-        ["rabbitmqctl", "-q", "eval", code], capture_output=True, text=True, timeout=300
-    ).stdout.split()
+    got = _node().run("-q", "eval", code, timeout=300).split()
     channels, channel_bytes, queue_bytes = (int(x) for x in got[:3])
     ids = {d.id for d in fleet.devices}
     consumers = sum(
