@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -82,3 +84,35 @@ def test_a_failing_flush_does_not_stop_the_writer(counted):
     assert eventually(lambda: not tally._pending, seconds=5)  # the bad flush was tried
     tally.add({(counted.sent[0].id, "acked"): 1})  # the writer is still there to write it
     assert eventually(lambda: counted.counters() == (1, 0), seconds=5)
+
+
+def test_a_flush_waits_for_the_write_in_progress(counted, settings):
+    """A stop's flush that comes while the writer is writing waits for that write (which
+    may yet put its counts back), rather than find nothing pending and return at once."""
+    first = counted.sent[0].id
+    tally = Tally(counted.notes, flush_s=3600)  # the writer never wakes: flush by hand
+    tally.add({(first, "acked"): 1})
+    locker = Database.from_settings(settings)
+    seen: list[tuple[int, int]] = []
+
+    def stop_flush() -> None:
+        assert tally.flush()
+        seen.append(counted.counters(0))  # what the stop's flush left written
+
+    try:
+        with locker.connection() as conn:
+            conn.begin()
+            with conn.cursor() as cur:  # the writer's UPDATE waits on this row
+                cur.execute("SELECT id FROM notifications WHERE id = %s FOR UPDATE", (first,))
+            writer = threading.Thread(target=tally.flush)  # as the background writer
+            writer.start()
+            eventually(lambda: tally.pending() == 0)  # it took them and is writing
+            stopping = threading.Thread(target=stop_flush)
+            stopping.start()
+            time.sleep(0.3)  # (an order, not a measure: the stop's flush is under way)
+            conn.rollback()
+        writer.join(30)
+        stopping.join(30)
+    finally:
+        locker.close()
+    assert seen == [(1, 0)]

@@ -51,6 +51,7 @@ class Tally:
         self._pending: collections.Counter[tuple[str, str]] = collections.Counter()
         self._acks: dict[str, list[tuple[str, str]]] = {}  # app: (notification, device)
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # held for a whole flush (see flush)
         self._fork = ForkGuard()
         self._writing = False
 
@@ -88,7 +89,13 @@ class Tally:
             return len(self._pending)
 
     def flush(self) -> bool:
-        """Write what was counted; False when MySQL is down (the counts are kept)."""
+        """Write what was counted; False when MySQL is down (the counts are kept). One
+        flush at a time: a stop's flush waits for the writer's write in progress (which
+        may put its counts back) rather than find nothing pending and return."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             counts, self._pending = self._pending, collections.Counter()
             acks, self._acks = self._acks, {}

@@ -75,6 +75,7 @@ BATCH = 1000  # devices read, checked and pushed at a time
 APNS_SILENT_PER_HOUR = 3
 REJECTED_RETRY_S = 60
 RECONNECT_MAX_S = 10.0
+CLOSE_CLIENTS_S = 3.0  # at a stop, for the HTTP/2 clients to close
 STOP_CHECK_S = 0.5  # how soon the consuming thread sees a stop asked for
 STOP_FLUSH_S = 5.0  # on a clean stop, how long unwritten counts wait for MySQL
 FAILED = ("invalid_token", "credentials_rejected", "failed")
@@ -99,7 +100,6 @@ class WakeWorker:
         self._retrying: set[tuple[str, str, str]] = set()  # refused credentials tried again
         self._in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
         self._counting = threading.Lock()
-        # (what, app id): (until, the read); a read in flight is shared by every job
 
     # ---- consuming (pika's thread)
     def run(self) -> None:
@@ -114,9 +114,13 @@ class WakeWorker:
                 log.warning("wake worker lost a dependency (%s); retrying in %.1fs", e, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
-        self._call(self._close_clients()).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        # the counts first: the supervisor's stop wait (10 s) may end before the rest
         self._flush_counts()
+        try:
+            self._call(self._close_clients()).result(CLOSE_CLIENTS_S)
+        except Exception as e:  # the process ends either way; the HTTP/2 streams with it
+            log.warning("platform clients not closed cleanly: %r", e)
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
     def _flush_counts(self) -> None:
         """A clean stop writes the counts of the jobs it acked; while MySQL is down it
