@@ -17,11 +17,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from device_registry.services import route_of
 from dispatcher import messages
 from dispatcher.messages import Content, Message, Target
 from dispatcher.platforms.wake_jobs import WakeJob, wake_mode
-from dispatcher.services import Dispatch, Sent, routing_key
+from dispatcher.services import Dispatch, Sent, repair_topology, routing_key, sent_event
 from pushbox_core.errors import (
     DeliveryUnknown,
     DeviceNotFound,
@@ -127,13 +126,7 @@ def _publish(app_id: str, sends: list[_Send], *, d: Dispatch) -> list[PushboxErr
     again = [i for i, o in enumerate(outcomes) if isinstance(o, NotDelivered)]
     if again:
         try:
-            d.topology.forget_declared()
-            d.topology.ensure_app(app_id)
-            for i in again:
-                for device_id, _ in sends[i].devices:
-                    device = d.store.device(device_id)
-                    if device is not None and device.active:
-                        d.topology.ensure_device(route_of(device))
+            repair_topology(app_id, [dev for i in again for dev, _ in sends[i].devices], d=d)
         except PushboxError as e:
             log.warning("batch: could not repair the topology: %s", e)
             return outcomes
@@ -158,9 +151,12 @@ def _settle_rows(unknown: list[str], failed: list[str], *, d: Dispatch) -> None:
 
 
 def _after(app_id: str, sent: list[_Send], *, d: Dispatch) -> None:
-    """Wake waiting syncs and queue platform wakes for what was sent."""
+    """Tell other services (`notification.sent`, as a single send does), wake waiting
+    syncs and queue platform wakes for what was sent."""
     if not sent:
         return
+    for s in sent:
+        sent_event(app_id, s.message, s.target, len(s.devices), d=d)
     d.signals.wake_devices({device_id for s in sent for device_id, _ in s.devices})
     jobs = []
     for s in sent:

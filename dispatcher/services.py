@@ -5,6 +5,7 @@ confirms, and reported only once the broker confirmed it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from device_registry.services import route_of
@@ -176,14 +177,7 @@ def _record_and_publish(
         try:
             _publish(message, route, d=d)
         except NotDelivered:
-            # no queue (or no exchange) took it: the topology is gone (deleted by hand,
-            # or lost with a broker). The devices are active, so give it back, then retry.
-            d.topology.forget_declared()  # the broker may have lost its exchanges too
-            d.topology.ensure_app(app_id)
-            for device_id in route.repair:
-                device = d.store.device(device_id)
-                if device is not None and device.active:
-                    d.topology.ensure_device(route_of(device))
+            repair_topology(app_id, route.repair, d=d)
             _publish(message, route, d=d)
     except DeliveryUnknown as e:
         # the broker may deliver it yet: keep the row (its counts land there), marked
@@ -197,11 +191,32 @@ def _record_and_publish(
         raise
     if fixed_id:
         d.notifications.mark_sent(message.id)
+    sent_event(app_id, message, target, targets, d=d)
+    return True
+
+
+def sent_event(app_id: str, message: Message, target: Target, targets: int, *, d: Dispatch) -> None:
+    """`notification.sent` for other services: the broker confirmed a send."""
     field = EVENT_TARGET_FIELDS.get(target.kind)
     d.events.notification_sent(
         app_id, message.id, message.kind, targets, **({field: target.value} if field else {})
     )
-    return True
+
+
+def repair_topology(app_id: str, device_ids: Iterable[str], *, d: Dispatch) -> list[str]:
+    """A mandatory publish reached no queue (or no exchange): the topology is gone,
+    deleted by hand or lost with a broker, which may have lost its exchanges too. The
+    app's exchanges are declared again, and the queues of those devices still active;
+    returns those devices' ids."""
+    d.topology.forget_declared()
+    d.topology.ensure_app(app_id)
+    repaired = []
+    for device_id in device_ids:
+        device = d.store.device(device_id)
+        if device is not None and device.active:
+            d.topology.ensure_device(route_of(device))
+            repaired.append(device_id)
+    return repaired
 
 
 def _publish(message: Message, route: Destination, *, d: Dispatch) -> None:

@@ -25,7 +25,6 @@ from dispatcher.delivery.mailbox import BROKEN, GONE
 from push_api.auth import SESSION_TOKEN_PREFIX, require_device
 from push_api.deps import deps
 from pushbox_core.errors import (
-    DependencyDown,
     DeviceNotFound,
     InvalidRequest,
     PushboxError,
@@ -80,14 +79,14 @@ def device_stream(ws) -> None:
             g.window,
             socket,
             d=d.delivery,
-            count=d.tally.add,
+            count=d.tally.for_device(session.app_id, session.device_id),  # acks: events too
             alive=lambda: services.device_seen(
                 session.device_id, sessions=d.sessions, store=d.store
             ),
         )
     except DeviceNotFound:
         code = GONE
-    except (DependencyDown, PushboxError) as e:
+    except PushboxError as e:  # a dependency down, too
         log.warning("device %s: stream refused: %s", session.device_id, e)
         code = BROKEN
     socket.close(code, REASONS.get(code, ""))

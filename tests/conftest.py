@@ -94,6 +94,36 @@ def settings(standin_ca, fcm_server, apns_server) -> Iterator[Settings]:
     forget_namespace(s)
 
 
+@contextlib.contextmanager
+def namespace_of_its_own(settings: Settings, suffix: str, **changes) -> Iterator[Settings]:
+    """`settings` with names of their own (broker namespace, Redis prefix, database,
+    orders exchange: each with `suffix`), migrated; all of it removed after."""
+    s = replace(
+        settings,
+        namespace=settings.namespace + suffix,
+        redis_prefix=settings.redis_prefix + suffix,
+        mysql_database=f"{settings.mysql_database}_{suffix}",
+        orders_exchange=settings.orders_exchange + suffix,
+        **changes,
+    )
+    migrate(s)
+    try:
+        yield s
+    finally:
+        drop_database(s)
+        forget_namespace(s)
+
+
+@contextlib.contextmanager
+def api_of(settings: Settings):
+    """The Flask app on these settings, its collaborators closed after."""
+    flask_app = create_app(settings)
+    try:
+        yield flask_app
+    finally:
+        flask_app.extensions["pushbox"].close()
+
+
 def forget_namespace(s: Settings) -> None:
     """Everything under the namespace of `s` in RabbitMQ and Redis (its database
     aside): what a run leaves behind."""
@@ -138,9 +168,8 @@ def names(settings: Settings) -> Names:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings):
-    flask_app = create_app(settings)
-    yield flask_app
-    flask_app.extensions["pushbox"].close()
+    with api_of(settings) as flask_app:
+        yield flask_app
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,12 +27,10 @@ import pytest
 import redis
 
 from dispatcher.bootstrap import bootstrap
-from push_api.app import create_app
 from pushbox_core.names import Names
-from pushbox_core.schema import drop_database, migrate
 from pushbox_core.settings import Settings
 from scripts.launcher import processes
-from tests.conftest import forget_namespace, settings_env
+from tests.conftest import api_of, namespace_of_its_own, settings_env
 from tests.support import bearer, device_session, eventually, new_app, take_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,25 +42,14 @@ ORDER = ["scheduled", "queued", "running", "done"]
 # ---- the module's own namespace, API and worker
 @pytest.fixture(scope="module")
 def own(settings: Settings) -> Iterator[Settings]:
-    s = replace(
-        settings,
-        namespace=settings.namespace + "c",
-        redis_prefix=settings.redis_prefix + "c",
-        mysql_database=settings.mysql_database + "_c",
-        orders_exchange=settings.orders_exchange + "c",
-        campaign_chunk_size=CHUNK,
-    )
-    migrate(s)
-    yield s
-    drop_database(s)
-    forget_namespace(s)
+    with namespace_of_its_own(settings, "c", campaign_chunk_size=CHUNK) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def api(own):
-    flask_app = create_app(own)
-    yield flask_app
-    flask_app.extensions["pushbox"].close()
+    with api_of(own) as flask_app:
+        yield flask_app
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ test_console_browser.py."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+from tests.conftest import api_of
 from tests.support import bearer, device_session, new_app
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -30,6 +32,17 @@ def test_a_page_without_a_session_goes_to_the_login(client):
     assert r.status_code == 302
     assert r.headers["Location"].startswith("/console/login?next=/console/apps")
     assert client.get("/console/apps/1/notifications.json").status_code == 401
+
+
+def test_without_an_admin_token_no_session_opens_the_console(settings):
+    """The session key comes from the admin token: without one it is public, so a cookie
+    signed with it (as the test client signs it here) must not count."""
+    with api_of(replace(settings, admin_token="")) as flask_app:
+        forger = flask_app.test_client()
+        with forger.session_transaction() as forged:
+            forged["admin"] = True
+        r = forger.get("/console/apps")
+        assert r.status_code == 302 and "/console/login" in r.headers["Location"]
 
 
 def test_a_wrong_admin_token_is_refused(client, settings):

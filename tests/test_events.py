@@ -109,6 +109,30 @@ def test_a_broadcast_is_one_sent_event_and_its_acks_come_in_batches(client, sett
     assert len(heard.named("notification.acked")) < len(acks)  # batched, not one an ack
 
 
+def test_each_item_of_a_batch_is_a_sent_event_as_a_single_send_is(client, settings, listener):
+    app = new_app(client, settings, "batch-events")
+    heard = Heard(listener, app["id"])
+    device_id, _, _ = device_session(client, app, user_id="eve")
+    r = client.post(
+        "/v1/notifications/batch",
+        json={
+            "notifications": [
+                {"to": {"device_id": device_id}, "title": "one"},
+                {"to": {"user_id": "eve"}, "title": "two"},
+                {"to": {"device_id": "999999999"}, "title": "nobody"},
+            ]
+        },
+        headers=bearer(app["server_key"]),
+    )
+    first, second, third = r.get_json()["results"]
+    assert "error" in third
+    heard.until(lambda events: len([e for e in events if e["event"] == "notification.sent"]) >= 2)
+    sent = {e["notification_id"]: e for e in heard.named("notification.sent")}
+    assert set(sent) == {first["id"], second["id"]}
+    assert sent[first["id"]]["device_id"] == device_id and sent[first["id"]]["targets"] == 1
+    assert sent[second["id"]]["user_id"] == "eve"
+
+
 def test_registering_again_says_so(client, settings, listener):
     app = new_app(client, settings, "events-again")
     heard = Heard(listener, app["id"])

@@ -11,6 +11,7 @@ import uuid
 import pytest
 import websocket
 
+from sdk_stub.events import EventListener
 from tests.support import bearer, eventually
 
 
@@ -164,6 +165,28 @@ def test_acked_leave_unacked_come_back_redelivered_on_a_stream_and_on_a_sync(pho
         again.close()
     synced = phone.sync(base=stack.instances[0])
     assert [(m["id"], m["redelivered"]) for m in synced] == [(ids[2], True), (ids[3], True)]
+
+
+def test_acks_on_a_stream_are_told_to_other_services(phone, backend, settings):
+    """As a sync's acks: `notification.acked` names the message and the device."""
+    listener = EventListener(settings.rabbitmq_url, settings.namespace, ["notification.acked"])
+    try:
+        sent = backend.notify(phone.device_id, title="n")
+        ws = phone.stream()
+        try:
+            assert [m["id"] for m in frames(ws, 1)] == [sent]
+            ack(ws, [sent])
+            heard: list[dict] = []
+
+            def told() -> bool:
+                heard.extend(a for e in listener.take() for a in e.get("acks", []))
+                return {"notification_id": sent, "device_id": phone.device_id} in heard
+
+            assert eventually(told), heard
+        finally:
+            ws.close()
+    finally:
+        listener.close()
 
 
 def test_collapse_and_expiry_hold_on_the_stream(phone, backend):

@@ -22,12 +22,10 @@ from prometheus_client import REGISTRY
 from dispatcher.bootstrap import bootstrap
 from dispatcher.delivery.tally import Tally
 from dispatcher.platforms.wake_worker import WakeWorker
-from push_api.app import create_app
 from pushbox_core.names import Names
-from pushbox_core.schema import drop_database, migrate
 from pushbox_core.settings import Settings
 from sdk_stub.events import EventListener
-from tests.conftest import forget_namespace
+from tests.conftest import api_of, namespace_of_its_own
 from tests.support import bearer, eventually, new_app, scrape, value
 from tests.tcp_proxy import TcpProxy
 
@@ -463,7 +461,6 @@ def test_wake_none_sends_no_platform_push(shop, fcm_standin):
 
 def test_a_key_rotation_reseals_every_credential(client, settings, fcm_standin, apns_standin, app):
     """PUSH_SECRETS_KEY=<new>,<old>, reseal, then <new> alone still opens every key."""
-    from dataclasses import replace
 
     from dispatcher.platforms.credentials import open_credentials, reseal_all
     from pushbox_core.sealing import Sealer, new_key
@@ -537,24 +534,14 @@ def test_refused_credentials_that_work_again_are_active_at_once(shop, fcm_standi
 # ---- a worker alone on a wake queue of its own (the module's worker consumes the other)
 @pytest.fixture(scope="module")
 def alone(settings: Settings) -> Iterator[Settings]:
-    s = replace(
-        settings,
-        namespace=settings.namespace + "w",
-        redis_prefix=settings.redis_prefix + "w",
-        mysql_database=settings.mysql_database + "_w",
-        orders_exchange=settings.orders_exchange + "w",
-    )
-    migrate(s)
-    yield s
-    drop_database(s)
-    forget_namespace(s)
+    with namespace_of_its_own(settings, "w") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def alone_api(alone):
-    flask_app = create_app(alone)
-    yield flask_app
-    flask_app.extensions["pushbox"].close()
+    with api_of(alone) as flask_app:
+        yield flask_app
 
 
 def test_a_clean_stop_writes_the_counts_of_the_jobs_it_acked(

@@ -17,11 +17,11 @@ import logging
 
 from rq import get_current_job
 
-from device_registry.services import route_of
 from dispatcher.campaigns.services import Campaigns
 from dispatcher.campaigns.store import Campaign, Target
 from dispatcher.messages import Message
 from dispatcher.platforms.wake_jobs import WakeJob, wake_mode
+from dispatcher.services import repair_topology
 from pushbox_core.errors import BrokerUnavailable, DependencyDown, NotDelivered, PushboxError
 from pushbox_core.events import CAMPAIGN_FINISHED
 from pushbox_core.names import Names
@@ -155,14 +155,8 @@ def _publish(
     _raise_unconfirmed(outcomes)
     missing = [t for t, o in zip(targets, outcomes, strict=True) if isinstance(o, NotDelivered)]
     if missing:
-        d.topology.forget_declared()
-        d.topology.ensure_globals()
-        repaired = []
-        for t in missing:
-            device = c.registry.device(str(t.device_id))
-            if device is not None and device.active:
-                d.topology.ensure_device(route_of(device))
-                repaired.append(t)
+        back = set(repair_topology(campaign.app_id, [str(t.device_id) for t in missing], d=d))
+        repaired = [t for t in missing if str(t.device_id) in back]
         again = d.rabbit.publish_many([outgoing(t) for t in repaired])
         _raise_unconfirmed(again)
         lost = {t.device_id for t, o in zip(repaired, again, strict=True) if o is not None}

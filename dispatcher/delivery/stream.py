@@ -164,7 +164,11 @@ def stream_device(
                     # connected (no platform wake), online, and still the device's holder
                     try:
                         mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
-                        d.holders.renew(device_id, mine)
+                        if not d.holders.renew(device_id, mine):
+                            # another sync or stream took the device, and the ask to let
+                            # go (a pub/sub hint) was lost: end as replaced all the same
+                            outbox.end(REPLACED)
+                            break
                         alive()
                         renewed_at, renew_at = now, now + _spread(ALIVE_EVERY_S)
                     except PushboxError:

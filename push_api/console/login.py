@@ -45,7 +45,9 @@ def check_csrf() -> None:
 
 
 def logged_in() -> bool:
-    return session.get("admin") is True
+    """A session signed with a key made from the admin token; without an admin token
+    that key is public knowledge, so no session counts (login refuses one too)."""
+    return bool(deps().settings.admin_token) and session.get("admin") is True
 
 
 def require_session():
