@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from tests.conftest import api_of
 from tests.support import bearer, device_session, new_app
@@ -132,3 +133,20 @@ def test_an_apps_credentials_show_without_their_private_keys(
     for secret in (fcm["private_key"], apns["private_key"]):
         body = "".join(secret.strip().splitlines()[1:-1])  # the PEM's base64, any line
         assert secret not in html and body[:40] not in html
+
+
+def test_the_campaigns_page_shows_each_campaign_with_its_status_and_counters(client, settings):
+    log_in(client, settings.admin_token)
+    app = new_app(client, settings, "console campaigns")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ids = []
+    for body in ({"title": "tomorrow", "send_at": tomorrow}, {"title": "now"}):
+        r = client.post("/v1/campaigns", json=body, headers=bearer(app["server_key"]))
+        assert r.status_code == 202, r.get_json()
+        ids.append(r.get_json()["id"])
+    html = client.get(f"/console/apps/{app['id']}/campaigns").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr id="c-(\w+)">(.*?)</tr>', html, re.S))
+    assert set(rows) == set(ids)
+    assert 'class="status">scheduled<' in rows[ids[0]]
+    assert 'data-counter="published"' in rows[ids[1]]
+    assert '<meta http-equiv="refresh"' in html  # one is unfinished: the page reloads

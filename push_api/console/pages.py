@@ -11,6 +11,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from device_registry import services as registry
 from dispatcher import inspection
 from dispatcher import services as sending
+from dispatcher.campaigns import services as campaigns
 from dispatcher.messages import Content, Target
 from dispatcher.platforms import credentials
 from push_api.console.login import require_session
@@ -30,6 +31,7 @@ blp.before_request(require_session)
 
 NO_STORE = {"Cache-Control": "no-store"}
 TEST_TITLE = "Test from the Pushbox console"
+RECENT_CAMPAIGNS = 50
 
 
 @blp.errorhandler(PushboxError)
@@ -129,3 +131,13 @@ def notification_counters(app_id: str):
             ]
         }
     )
+
+
+@blp.get("/apps/<app_id>/campaigns")
+def campaign_list(app_id: str):
+    """The app's latest campaigns with their counters (the API's own listing; the page
+    reloads itself every few seconds while one is unfinished)."""
+    pb = deps()
+    found_app = inspection.app(app_id, pb=pb)
+    latest = campaigns.page(app_id, None, RECENT_CAMPAIGNS, None, c=pb.campaigns).campaigns
+    return render_template("console/campaigns.html", app=found_app, campaigns=latest)
