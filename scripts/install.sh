@@ -49,6 +49,18 @@ if [ ${#need[@]} -gt 0 ]; then
   trap - EXIT
 fi
 
+# RabbitMQ node names (the cluster's pushbox-N@localhost) and the TLS test certificate
+# name `localhost`: a machine where it does not resolve (a bare chroot has no
+# /etc/hosts; an installed Debian does) gets the entry every Debian install writes
+if ! getent hosts localhost >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    say "localhost does not resolve; as root add to /etc/hosts: 127.0.0.1 localhost"
+    exit 1
+  fi
+  say "localhost does not resolve: adding it to /etc/hosts"
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >> /etc/hosts
+fi
+
 # Python packages, reinstalled only when pyproject.toml changed
 stamp=.venv/.pushbox-installed
 if [ ! -x .venv/bin/python ]; then
