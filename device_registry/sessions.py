@@ -20,6 +20,7 @@ from pushbox_core.redis_client import redis_errors
 ONLINE_WINDOW_S = 60
 # how stale devices.last_active_at may get while a device keeps using one session
 ACTIVITY_WRITE_S = 600
+PRESENCE_KEEP_S = 30 * 86_400
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,20 @@ class Sessions:
         campaign's `seen_within_s` reads it. One round trip for both."""
         with redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.set(self.names.presence_key(device_id), time.time(), ex=30 * 86_400)
-            pipe.set(self.names.activity_written_key(device_id), 1, nx=True, ex=ACTIVITY_WRITE_S)
-            return bool(pipe.execute()[1])
+            for command in self.seen_commands(device_id):
+                pipe.execute_command(*command)
+            return self.activity_due(pipe.execute())
+
+    def seen_commands(self, device_id: str) -> list[tuple]:
+        """seen() as commands, for a shared pipeline; activity_due() reads their replies."""
+        return [
+            ("SET", self.names.presence_key(device_id), time.time(), "EX", PRESENCE_KEEP_S),
+            ("SET", self.names.activity_written_key(device_id), 1, "NX", "EX", ACTIVITY_WRITE_S),
+        ]
+
+    @staticmethod
+    def activity_due(replies: list) -> bool:
+        return bool(replies[1])
 
     def presence(self, device_id: str) -> Presence:
         with redis_errors():

@@ -24,6 +24,7 @@ from dispatcher.campaigns.services import Campaigns
 from dispatcher.campaigns.store import CampaignStore
 from dispatcher.delivery.connections import Connections
 from dispatcher.delivery.holders import Holders
+from dispatcher.delivery.keepalive import KeepAlive
 from dispatcher.delivery.mailbox import Mailbox
 from dispatcher.delivery.signals import Listener, Signals
 from dispatcher.delivery.sync import Delivery
@@ -37,7 +38,7 @@ from pushbox_core.mysql import Database
 from pushbox_core.names import Names
 from pushbox_core.rabbit import Rabbit
 from pushbox_core.rate_limits import RateLimiter
-from pushbox_core.redis_client import connect
+from pushbox_core.redis_client import SharedPipeline, connect
 from pushbox_core.sealing import Sealer
 from pushbox_core.settings import Settings
 
@@ -70,6 +71,7 @@ class Pushbox:
         self.events.close()  # after the tally: its last acks go out as events
         self.delivery.signals.close()
         self.delivery.listener.close()
+        self.delivery.keepalive.close()
         self.limiter.close()
         self.store.close()
         self.notifications.close()
@@ -94,6 +96,11 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
     listener = Listener(client, names, instance or instance_name(role), on_release=mailbox.release)
     events = Events(rabbit, names)
     caps = Caps(client, names)
+    sessions = Sessions(client, names, settings.session_ttl_s)
+    holders, connections = Holders(client, names), Connections(client, names)
+    keepalive = KeepAlive(
+        SharedPipeline(client, name="stream-keepalive"), connections, holders, sessions
+    )
     dispatch = Dispatch(
         store,
         notifications,
@@ -113,14 +120,12 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         redis=client,
         store=store,
         topology=topology,
-        sessions=Sessions(client, names, settings.session_ttl_s),
+        sessions=sessions,
         notifications=notifications,
         tally=Tally(notifications, events),
         events=events,
         dispatch=dispatch,
-        delivery=Delivery(
-            mailbox, signals, listener, Holders(client, names), Connections(client, names)
-        ),
+        delivery=Delivery(mailbox, signals, listener, holders, connections, keepalive),
         limiter=RateLimiter(client, names, settings),
         idempotency=Idempotency(client, names),
         sealer=Sealer(settings.secrets_key) if settings.secrets_key else None,

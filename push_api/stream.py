@@ -80,9 +80,7 @@ def device_stream(ws) -> None:
             socket,
             d=d.delivery,
             count=d.tally.for_device(session.app_id, session.device_id),  # acks: events too
-            alive=lambda: services.device_seen(
-                session.device_id, sessions=d.sessions, store=d.store
-            ),
+            active=lambda: d.store.touch(session.device_id),
         )
     except DeviceNotFound:
         code = GONE

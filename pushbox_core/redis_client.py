@@ -3,7 +3,7 @@ a pipeline shared by concurrent callers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,23 +42,37 @@ def redis_errors() -> Iterator[None]:
 class SharedPipeline:
     """Commands from concurrent callers, sent together in one pipeline (one round trip)
     and answered each on its own: `pipeline("EVALSHA", ...)` returns that command's
-    reply, or raises its error (a redis ResponseError) or CacheUnavailable."""
+    reply, or raises its error (a redis ResponseError) or CacheUnavailable;
+    `pipeline.several([command, ...])` sends a caller's commands in order, in the same
+    round trip as everyone else's, and returns their replies."""
 
     def __init__(self, client: redis.Redis, *, name: str = "redis-pipeline"):
         self._client = client
-        self._batcher: Batcher[tuple, Any] = Batcher(
+        self._batcher: Batcher[tuple[tuple, ...], list[Any]] = Batcher(
             self._run, name=name, unavailable=CacheUnavailable
         )
 
     def __call__(self, *command: Any) -> Any:
-        return self._batcher(command)
+        return self._batcher((command,))[0]
+
+    def several(self, commands: Sequence[tuple]) -> list[Any]:
+        return self._batcher(tuple(commands))
 
     def close(self) -> None:
         self._batcher.close()
 
-    def _run(self, commands: list[tuple]) -> list[Any]:
+    def _run(self, items: list[tuple[tuple, ...]]) -> list[list[Any] | Exception]:
         with redis_errors():
             pipe = self._client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            return pipe.execute(raise_on_error=False)
+            for commands in items:
+                for command in commands:
+                    pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
+        answers: list[list[Any] | Exception] = []
+        at = 0
+        for commands in items:
+            mine = replies[at : at + len(commands)]
+            at += len(commands)
+            failed = next((r for r in mine if isinstance(r, Exception)), None)
+            answers.append(failed if failed is not None else mine)
+        return answers

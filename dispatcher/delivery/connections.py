@@ -26,6 +26,10 @@ return 0
 """
 
 
+def new_mark() -> str:
+    return secrets.token_hex(8)
+
+
 class Connections:
     def __init__(self, client: redis.Redis, names: Names):
         self.redis = client
@@ -35,10 +39,14 @@ class Connections:
     def connect(self, device_id: str, seconds: float) -> str:
         """Mark the device connected for up to `seconds` (+ grace); returns the mark,
         for disconnect()."""
-        mark = secrets.token_hex(8)
+        mark = new_mark()
         with redis_errors():
-            self.redis.set(self.names.connected_key(device_id), mark, ex=int(seconds) + GRACE_S)
+            self.redis.execute_command(*self.mark_command(device_id, mark, seconds))
         return mark
+
+    def mark_command(self, device_id: str, mark: str, seconds: float) -> tuple:
+        """The command that marks the device connected (for a shared pipeline)."""
+        return ("SET", self.names.connected_key(device_id), mark, "EX", int(seconds) + GRACE_S)
 
     def disconnect(self, device_id: str, mark: str) -> None:
         """The wait ended: the device counts as connected LINGER_S more."""

@@ -10,12 +10,6 @@ import redis
 from pushbox_core.names import Names
 from pushbox_core.redis_client import redis_errors
 
-# renew KEYS[1] for ARGV[2] s only while it still holds ARGV[1] (this claim)
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 
 def instance_of(claim: str | None) -> str | None:
     """The process a claim names ("<instance> <nonce>")."""
@@ -31,7 +25,6 @@ class Holders:
     def __init__(self, client: redis.Redis, names: Names):
         self.redis = client
         self.names = names
-        self._renew = client.register_script(RENEW)
 
     def claim(self, device_id: str, instance: str) -> tuple[str, str | None]:
         """Become the holder: (this claim, the process that held the device before)."""
@@ -48,12 +41,17 @@ class Holders:
             holder = self.redis.get(self.names.holder_key(device_id))
         return str(holder) if holder is not None else None
 
-    def renew(self, device_id: str, claim: str) -> bool:
-        """Keep a claim (a stream lasts longer than KEEP_S); False once another took it."""
-        with redis_errors():
-            return bool(
-                self._renew(keys=[self.names.holder_key(device_id)], args=[claim, self.KEEP_S])
-            )
+    def renew_commands(self, device_id: str) -> list[tuple]:
+        """What keeps a claim (a stream lasts longer than KEEP_S), for a shared pipeline:
+        the claim now, and its expiry pushed back. If another took the device, that
+        claim is the one pushed back, which is harmless: it is the device's holder."""
+        key = self.names.holder_key(device_id)
+        return [("GET", key), ("EXPIRE", key, self.KEEP_S)]
+
+    @staticmethod
+    def renewed(replies: list, claim: str) -> bool:
+        """From the replies to renew_commands: the claim is still the device's."""
+        return replies[0] == claim
 
     def drop(self, device_id: str) -> str | None:
         """The device is gone: forget its holder; returns the process that held it."""

@@ -101,10 +101,11 @@ def stream_device(
     *,
     d: Delivery,
     count: Callable[[Counts], None],
-    alive: Callable[[], None],
+    active: Callable[[], None],
 ) -> int:
     """Stream until the client goes, the device is taken over or deleted, or the broker
-    is lost; returns the close code (the caller closes the socket with it)."""
+    is lost; returns the close code (the caller closes the socket with it). `active()`
+    writes the device's activity to MySQL, when its renewal says it is due."""
     device_id = session.device_id
     mine = claim(device_id, d=d)  # another instance's sync or stream lets go first
     outbox = Outbox()
@@ -146,8 +147,19 @@ def stream_device(
     reader = threading.Thread(target=read, daemon=True, name=f"stream-{device_id}")
     reader.start()
     mark = None
+
+    def renew() -> bool:
+        """Connected (no platform wake), online, and still the device's holder."""
+        nonlocal mark
+        kept = d.keepalive.renew(device_id, mine, 2 * ALIVE_EVERY_S)
+        mark = kept.mark
+        if kept.activity_due:
+            active()
+        return kept.holding
+
     try:  # from here on, whatever fails closes the stream's consumer (finally)
-        mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
+        if not renew():
+            outbox.end(REPLACED)  # another sync or stream took the device already
         renewed_at = time.monotonic()
         renew_at = renewed_at + _spread(ALIVE_EVERY_S)
         with metrics.streaming():
@@ -161,15 +173,12 @@ def stream_device(
                     socket.send(_frames(batch, in_flight, lock, settle))
                 now = time.monotonic()
                 if now >= renew_at:
-                    # connected (no platform wake), online, and still the device's holder
                     try:
-                        mark = d.connections.connect(device_id, 2 * ALIVE_EVERY_S)
-                        if not d.holders.renew(device_id, mine):
+                        if not renew():
                             # another sync or stream took the device, and the ask to let
                             # go (a pub/sub hint) was lost: end as replaced all the same
                             outbox.end(REPLACED)
                             break
-                        alive()
                         renewed_at, renew_at = now, now + _spread(ALIVE_EVERY_S)
                     except PushboxError:
                         # Redis busy (thousands of streams opened together renew together,

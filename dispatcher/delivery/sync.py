@@ -13,6 +13,7 @@ from device_registry.sessions import Session
 from dispatcher.delivery.connections import Connections
 from dispatcher.delivery.decisions import Taken
 from dispatcher.delivery.holders import Holders
+from dispatcher.delivery.keepalive import KeepAlive
 from dispatcher.delivery.mailbox import Mailbox
 from dispatcher.delivery.signals import Listener, Signals
 from pushbox_core import metrics
@@ -42,6 +43,7 @@ class Delivery:
     listener: Listener
     holders: Holders
     connections: Connections
+    keepalive: KeepAlive
 
     @property
     def instance(self) -> str:

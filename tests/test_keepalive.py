@@ -1,0 +1,80 @@
+"""A stream's renewal in Redis (dispatcher.delivery.keepalive), and the shared pipeline
+that sends every stream's renewal in one round trip, against the real Redis."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+import redis
+
+from pushbox_core.redis_client import SharedPipeline
+
+
+@pytest.fixture
+def pushbox(app):
+    return app.extensions["pushbox"]
+
+
+def test_a_renewal_marks_the_device_connected_and_online_and_keeps_its_claim(pushbox, names):
+    d = pushbox.delivery
+    device_id = f"keepalive-{secrets.token_hex(4)}"
+    mine, _ = d.holders.claim(device_id, "api-test")
+    pushbox.redis.expire(names.holder_key(device_id), 10)
+
+    first = d.keepalive.renew(device_id, mine, 40)
+    again = d.keepalive.renew(device_id, mine, 40)
+
+    assert first.holding and again.holding
+    assert pushbox.redis.get(names.connected_key(device_id)) == again.mark != first.mark
+    assert d.connections.connected([device_id]) == {device_id}
+    assert 40 < pushbox.redis.ttl(names.connected_key(device_id)) <= 45
+    assert pushbox.redis.ttl(names.holder_key(device_id)) > 10  # pushed back
+    assert pushbox.sessions.presence(device_id).online
+    # its activity is written to MySQL once a while, not at every renewal
+    assert first.activity_due and not again.activity_due
+
+
+def test_a_renewal_says_when_another_sync_or_stream_took_the_device(pushbox):
+    d = pushbox.delivery
+    device_id = f"keepalive-{secrets.token_hex(4)}"
+    mine, _ = d.holders.claim(device_id, "api-one")
+    theirs, before = d.holders.claim(device_id, "api-two")
+
+    assert before == "api-one"
+    assert not d.keepalive.renew(device_id, mine, 40).holding
+    assert d.keepalive.renew(device_id, theirs, 40).holding
+
+
+def test_callers_of_a_shared_pipeline_get_their_own_replies_and_errors(pushbox, names):
+    """Many callers' commands in the same round trips: each caller gets the replies to
+    its own commands in order, and a command that fails fails only its caller."""
+    pipeline = SharedPipeline(pushbox.redis, name="test-pipeline")
+    key = f"{names.redis_prefix}:test-pipeline:{secrets.token_hex(4)}"
+    pushbox.redis.set(f"{key}:text", "not a number", ex=60)
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        try:
+            if i == 7:
+                results[i] = pipeline.several([("SET", f"{key}:{i}", i), ("INCR", f"{key}:text")])
+            else:
+                results[i] = pipeline.several(
+                    [("SET", f"{key}:{i}", i, "EX", 60), ("GET", f"{key}:{i}")]
+                )
+        except redis.ResponseError as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        pipeline.close()
+        pushbox.redis.delete(f"{key}:text", *(f"{key}:{i}" for i in range(20)))
+
+    assert isinstance(results.pop(7), redis.ResponseError)
+    assert results == {i: [True, str(i)] for i in range(20) if i != 7}
