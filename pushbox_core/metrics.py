@@ -72,7 +72,8 @@ SYNC_SECONDS = Histogram(
 )
 STREAM_SECONDS = Histogram(
     "pushbox_stream_delivery_seconds",
-    "Time from a message landing to its frame being written to an open stream",
+    "Time from a message's send to its frame on an open stream, for messages sent while"
+    " the stream was open (a backlog's age is the phone's time away)",
     buckets=LATENCY_BUCKETS_S,
 )
 WAITING_DEVICES = Gauge(
@@ -137,7 +138,7 @@ def streaming():
 
 
 def stream_delivered(seconds: float) -> None:
-    """A message reached an open stream `seconds` after it landed."""
+    """A message sent while the stream was open reached it `seconds` after its send."""
     STREAM_SECONDS.observe(seconds)
 
 

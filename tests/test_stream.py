@@ -12,7 +12,7 @@ import pytest
 import websocket
 
 from sdk_stub.events import EventListener
-from tests.support import bearer, eventually
+from tests.support import bearer, eventually, grew, scrape
 
 
 @pytest.fixture
@@ -482,5 +482,24 @@ def test_a_stale_long_poll_does_not_take_messages_from_a_newer_stream(phone, bac
         waiting.join(25)
         assert answer["r"].json()["messages"] == []
         assert nothing_more(ws)
+    finally:
+        ws.close()
+
+
+def test_the_delivery_latency_times_what_was_sent_while_the_stream_was_open(
+    phone, backend, stack
+):
+    """pushbox_stream_delivery_seconds: a backlog's age is the phone's time away, not
+    Pushbox's latency; a message sent to an open stream is timed."""
+    counted = "pushbox_stream_delivery_seconds_count"
+    backlog = [backend.notify(phone.device_id, title=f"while away {i}") for i in range(2)]
+    before = scrape(stack.base)
+    ws = phone.stream()
+    try:
+        assert [m["id"] for m in frames(ws, 2)] == backlog
+        assert grew(before, scrape(stack.base), counted) == 0
+        live = backend.notify(phone.device_id, title="live")
+        assert [m["id"] for m in frames(ws, 1)] == [live]
+        assert grew(before, scrape(stack.base), counted) == 1
     finally:
         ws.close()

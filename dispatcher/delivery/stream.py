@@ -108,6 +108,7 @@ def stream_device(
     writes the device's activity to MySQL, when its renewal says it is due."""
     device_id = session.device_id
     mine = claim(device_id, d=d)  # another instance's sync or stream lets go first
+    opened_ms = int(time.time() * 1000)
     outbox = Outbox()
     try:
         d.mailbox.open_stream(device_id, window, outbox)
@@ -170,7 +171,7 @@ def stream_device(
                 if batch and outbox.code is None:
                     # what landed together goes out in one write (one syscall, not one a
                     # message: the write was a quarter of the worker's time draining)
-                    socket.send(_frames(batch, in_flight, lock, settle))
+                    socket.send(_frames(batch, in_flight, lock, settle, opened_ms))
                 now = time.monotonic()
                 if now >= renew_at:
                     try:
@@ -212,9 +213,12 @@ def _frames(
     in_flight: dict[str, Taken],
     lock: threading.Lock,
     settle: Callable[[Settlement], None],
+    opened_ms: int,
 ) -> list[bytes]:
     """The decisions of a sync over what just landed (high lane first): the frames to
-    send; what must not be sent is settled."""
+    send; what must not be sent is settled. The delivery latency is recorded for what
+    was sent while the stream was open: a backlog's age is the time the phone was away,
+    not ours (and timing each message of a 10,000 backlog was a tenth of the drain)."""
     settled = Settlement()
     lanes = [[t for t in batch if t.lane == lane] for lane in LANES]
     with lock:
@@ -227,7 +231,7 @@ def _frames(
     settle(settled)
     now_s = time.time()
     for t in kept:
-        if not t.redelivered and t.created_ms:  # from its send to its frame
+        if not t.redelivered and t.created_ms >= opened_ms:  # from its send to its frame
             metrics.stream_delivered(max(0.0, now_s - t.created_ms / 1000))
     return [b'{"op":"message",' + t.wire()[1:] for t in kept]
 
