@@ -486,9 +486,7 @@ def test_a_stale_long_poll_does_not_take_messages_from_a_newer_stream(phone, bac
         ws.close()
 
 
-def test_the_delivery_latency_times_what_was_sent_while_the_stream_was_open(
-    phone, backend, stack
-):
+def test_the_delivery_latency_times_what_was_sent_while_the_stream_was_open(phone, backend, stack):
     """pushbox_stream_delivery_seconds: a backlog's age is the phone's time away, not
     Pushbox's latency; a message sent to an open stream is timed."""
     counted = "pushbox_stream_delivery_seconds_count"
