@@ -10,6 +10,10 @@ timeout = 60
 graceful_timeout = 10
 keepalive = 75
 accesslog = None
+# gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl):
+# two instances on a machine would take it from each other, and the stack manages its
+# processes through supervisord, not through it
+control_socket_disable = True
 
 
 def worker_exit(server, worker):
