@@ -10,9 +10,9 @@ timeout = 60
 graceful_timeout = 10
 keepalive = 75
 accesslog = None
-# gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl):
-# two instances on a machine would take it from each other, and the stack manages its
-# processes through supervisord, not through it
+# gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl
+# or ~/.gunicorn/gunicorn.ctl): two instances on a machine would take it from each
+# other, and the stack manages its processes through supervisord, not through it
 control_socket_disable = True
 
 

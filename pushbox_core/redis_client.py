@@ -44,7 +44,8 @@ class SharedPipeline:
     and answered each on its own: `pipeline("EVALSHA", ...)` returns that command's
     reply, or raises its error (a redis ResponseError) or CacheUnavailable;
     `pipeline.several([command, ...])` sends a caller's commands in order, in the same
-    round trip as everyone else's, and returns their replies."""
+    round trip as everyone else's, and returns their replies; if one of them fails, it
+    raises that command's error (the others ran: a pipeline is not a transaction)."""
 
     def __init__(self, client: redis.Redis, *, name: str = "redis-pipeline"):
         self._client = client

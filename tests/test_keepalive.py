@@ -9,6 +9,7 @@ import threading
 import pytest
 import redis
 
+from dispatcher.delivery.keepalive import KeepAlive
 from pushbox_core.redis_client import SharedPipeline
 
 
@@ -26,7 +27,7 @@ def test_a_renewal_marks_the_device_connected_and_online_and_keeps_its_claim(pus
     first = d.keepalive.renew(device_id, mine, 40)
     again = d.keepalive.renew(device_id, mine, 40)
 
-    assert first.holding and again.holding
+    assert first.holding and again.holding and again.mark is not None
     assert pushbox.redis.get(names.connected_key(device_id)) == again.mark != first.mark
     assert d.connections.connected([device_id]) == {device_id}
     assert 40 < pushbox.redis.ttl(names.connected_key(device_id)) <= 45
@@ -36,15 +37,54 @@ def test_a_renewal_marks_the_device_connected_and_online_and_keeps_its_claim(pus
     assert first.activity_due and not again.activity_due
 
 
-def test_a_renewal_says_when_another_sync_or_stream_took_the_device(pushbox):
+def test_a_replaced_stream_neither_keeps_the_claim_nor_marks_the_device(pushbox, names):
+    """Another sync or stream took the device: the renewal says so, and leaves the newer
+    one's claim and connected mark as they were."""
     d = pushbox.delivery
     device_id = f"keepalive-{secrets.token_hex(4)}"
     mine, _ = d.holders.claim(device_id, "api-one")
     theirs, before = d.holders.claim(device_id, "api-two")
+    pushbox.redis.expire(names.holder_key(device_id), 10)
+    their_mark = d.connections.connect(device_id, 5)
+
+    kept = d.keepalive.renew(device_id, mine, 40)
 
     assert before == "api-one"
-    assert not d.keepalive.renew(device_id, mine, 40).holding
+    assert not kept.holding and kept.mark is None
+    assert pushbox.redis.get(names.connected_key(device_id)) == their_mark
+    assert pushbox.redis.ttl(names.connected_key(device_id)) <= 10
+    assert pushbox.redis.ttl(names.holder_key(device_id)) <= 10  # not pushed back
     assert d.keepalive.renew(device_id, theirs, 40).holding
+
+
+def test_a_claim_that_lapsed_is_not_brought_back(pushbox, names):
+    d = pushbox.delivery
+    device_id = f"keepalive-{secrets.token_hex(4)}"
+    mine, _ = d.holders.claim(device_id, "api-one")
+    pushbox.redis.delete(names.holder_key(device_id))  # as its expiry would
+
+    kept = d.keepalive.renew(device_id, mine, 40)
+
+    assert not kept.holding
+    assert pushbox.redis.exists(names.holder_key(device_id), names.connected_key(device_id)) == 0
+
+
+def test_a_renewal_works_again_after_redis_forgot_its_script(pushbox, names):
+    d = pushbox.delivery
+    device_id = f"keepalive-{secrets.token_hex(4)}"
+    mine, _ = d.holders.claim(device_id, "api-one")
+    # as after a restarted Redis: a script it does not know (not SCRIPT FLUSH, which
+    # would reach every other user of this Redis)
+    keepalive = KeepAlive(
+        pushbox.redis, SharedPipeline(pushbox.redis, name="test-keepalive"), names, pushbox.sessions
+    )
+    keepalive._sha = "0" * 40
+    try:
+        kept = keepalive.renew(device_id, mine, 40)
+    finally:
+        keepalive.close()
+    assert kept.holding and kept.activity_due
+    assert pushbox.redis.get(names.connected_key(device_id)) == kept.mark
 
 
 def test_callers_of_a_shared_pipeline_get_their_own_replies_and_errors(pushbox, names):
@@ -78,3 +118,25 @@ def test_callers_of_a_shared_pipeline_get_their_own_replies_and_errors(pushbox, 
 
     assert isinstance(results.pop(7), redis.ResponseError)
     assert results == {i: [True, str(i)] for i in range(20) if i != 7}
+
+
+def test_one_round_trip_answers_each_caller_on_its_own(pushbox, names):
+    """What one batch of several callers gets back: each its replies, in order; a caller
+    whose command failed, that error (the others' commands still ran)."""
+    pipeline = SharedPipeline(pushbox.redis, name="test-pipeline")
+    key = f"{names.redis_prefix}:test-pipeline:{secrets.token_hex(4)}"
+    pushbox.redis.set(f"{key}:text", "not a number", ex=60)
+    try:
+        answers = pipeline._run(
+            [
+                (("SET", f"{key}:a", "1", "EX", 60), ("GET", f"{key}:a")),
+                (("INCR", f"{key}:text"), ("SET", f"{key}:b", "2", "EX", 60)),
+                (("GET", f"{key}:b"),),
+            ]
+        )
+    finally:
+        pipeline.close()
+        pushbox.redis.delete(f"{key}:text", f"{key}:a", f"{key}:b")
+    assert answers[0] == [True, "1"]
+    assert isinstance(answers[1], redis.ResponseError)
+    assert answers[2] == ["2"]

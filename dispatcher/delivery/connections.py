@@ -41,12 +41,8 @@ class Connections:
         for disconnect()."""
         mark = new_mark()
         with redis_errors():
-            self.redis.execute_command(*self.mark_command(device_id, mark, seconds))
+            self.redis.set(self.names.connected_key(device_id), mark, ex=int(seconds) + GRACE_S)
         return mark
-
-    def mark_command(self, device_id: str, mark: str, seconds: float) -> tuple:
-        """The command that marks the device connected (for a shared pipeline)."""
-        return ("SET", self.names.connected_key(device_id), mark, "EX", int(seconds) + GRACE_S)
 
     def disconnect(self, device_id: str, mark: str) -> None:
         """The wait ended: the device counts as connected LINGER_S more."""

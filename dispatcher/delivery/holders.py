@@ -41,18 +41,6 @@ class Holders:
             holder = self.redis.get(self.names.holder_key(device_id))
         return str(holder) if holder is not None else None
 
-    def renew_commands(self, device_id: str) -> list[tuple]:
-        """What keeps a claim (a stream lasts longer than KEEP_S), for a shared pipeline:
-        the claim now, and its expiry pushed back. If another took the device, that
-        claim is the one pushed back, which is harmless: it is the device's holder."""
-        key = self.names.holder_key(device_id)
-        return [("GET", key), ("EXPIRE", key, self.KEEP_S)]
-
-    @staticmethod
-    def renewed(replies: list, claim: str) -> bool:
-        """From the replies to renew_commands: the claim is still the device's."""
-        return replies[0] == claim
-
     def drop(self, device_id: str) -> str | None:
         """The device is gone: forget its holder; returns the process that held it."""
         with redis_errors():

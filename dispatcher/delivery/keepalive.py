@@ -1,56 +1,81 @@
-"""What an open stream keeps alive in Redis, renewed every ALIVE_EVERY_S or so (see
-stream.py): the device's `connected` mark (no platform wake), its presence (`online`),
-and the stream's claim on the device (holders.py). Every stream of the process renews
-in the same round trip as the others waiting then (a shared pipeline): at 10,000 open
-streams that was three round trips a stream, 1,500 a second, each a greenlet's socket
-write and read.
+"""What an open stream keeps alive in Redis, renewed every 15-20 s (see stream.py): the
+stream's claim on the device (holders.py), its `connected` mark (no platform wake) and
+its presence (`online`). Every stream of the process renews in the same round trip as
+the others due then (a shared pipeline): at 10,000 open streams that was three round
+trips a stream, about 1,700 a second, each a greenlet's socket write and read.
+
+The claim and the mark go together in one script: a stream that another sync or stream
+has replaced neither keeps the claim nor marks the device, since that mark would stand
+in for the newer one's, and lapse or linger on this stream's account.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
+
 from device_registry.sessions import Sessions
-from dispatcher.delivery.connections import Connections, new_mark
+from dispatcher.delivery.connections import GRACE_S, new_mark
 from dispatcher.delivery.holders import Holders
-from pushbox_core.redis_client import SharedPipeline
+from pushbox_core.names import Names
+from pushbox_core.redis_client import SharedPipeline, redis_errors
+
+# while KEYS[1] (the holder) is ARGV[1] (the stream's claim): keep it ARGV[2] s more and
+# set KEYS[2] (connected) to ARGV[3] for ARGV[4] s; 1. Otherwise nothing, and 0.
+KEEP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+return 1
+"""
 
 
 @dataclass(frozen=True)
 class Kept:
-    mark: str  # the connected mark set now (Connections.disconnect takes it)
-    holding: bool  # the stream's claim is still the device's: no other sync or stream took it
+    holding: bool  # the claim is still the device's: no other sync or stream took it
+    mark: str | None  # the connected mark set now, for Connections.disconnect (if holding)
     activity_due: bool  # the device's activity is to be written to MySQL (Sessions.seen)
 
 
 class KeepAlive:
     def __init__(
-        self,
-        pipeline: SharedPipeline,
-        connections: Connections,
-        holders: Holders,
-        sessions: Sessions,
+        self, client: redis.Redis, pipeline: SharedPipeline, names: Names, sessions: Sessions
     ):
+        self._client = client
         self._pipeline = pipeline
-        self._connections = connections
-        self._holders = holders
+        self._names = names
         self._sessions = sessions
+        self._sha = client.register_script(KEEP).sha
 
     def renew(self, device_id: str, claim: str, seconds: float) -> Kept:
-        """Mark the device connected for `seconds` (+ grace), seen now, and keep the
-        stream's claim. Raises CacheUnavailable."""
+        """Keep the stream's claim and mark the device connected for `seconds` (+ grace)
+        while the claim is the device's; the device is seen now either way. Raises
+        CacheUnavailable."""
         mark = new_mark()
-        renew = self._holders.renew_commands(device_id)
-        seen = self._sessions.seen_commands(device_id)
-        replies = self._pipeline.several(
-            [self._connections.mark_command(device_id, mark, seconds), *renew, *seen]
+        keep = (
+            "EVALSHA",
+            self._sha,
+            2,
+            self._names.holder_key(device_id),
+            self._names.connected_key(device_id),
+            claim,
+            Holders.KEEP_S,
+            mark,
+            int(seconds) + GRACE_S,
         )
-        held, seen_replies = replies[1 : 1 + len(renew)], replies[1 + len(renew) :]
-        return Kept(
-            mark=mark,
-            holding=self._holders.renewed(held, claim),
-            activity_due=self._sessions.activity_due(seen_replies),
-        )
+        try:
+            replies = self._pipeline.several([keep, *self._sessions.seen_commands(device_id)])
+            holding = bool(replies[0])
+            activity_due = self._sessions.activity_due(replies[1:])
+        except redis.exceptions.NoScriptError:  # a restarted Redis: load it again
+            # the other commands ran; whether this was the activity's first mark in a
+            # while is unknown, and one write too many to MySQL is harmless
+            with redis_errors():
+                self._sha = str(self._client.script_load(KEEP))
+            holding = bool(self._pipeline(keep[0], self._sha, *keep[2:]))
+            activity_due = True
+        return Kept(holding=holding, mark=mark if holding else None, activity_due=activity_due)
 
     def close(self) -> None:
         self._pipeline.close()

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_DEFAULT = 100
 WINDOW_MAX = 500
-ALIVE_EVERY_S = 20.0  # the device's presence and connected mark are renewed this often
+ALIVE_EVERY_S = 20.0  # the stream's claim, connected mark and presence: renewed within this
 RENEW_RETRY_S = 3.0  # a renewal that failed is tried again this soon
 BAD_FRAME = 4000
 DONE = 1000  # the client went away, or closed
@@ -153,7 +153,8 @@ def stream_device(
         """Connected (no platform wake), online, and still the device's holder."""
         nonlocal mark
         kept = d.keepalive.renew(device_id, mine, 2 * ALIVE_EVERY_S)
-        mark = kept.mark
+        if kept.holding:
+            mark = kept.mark
         if kept.activity_due:
             active()
         return kept.holding
