@@ -66,7 +66,12 @@ def require_server_key() -> App:
 
 def require_device() -> Session:
     """The calling device's session, counted against the device's rate limit."""
-    token = _scoped(SESSION_TOKEN_PREFIX, "a device session token")
+    return device_of(_scoped(SESSION_TOKEN_PREFIX, "a device session token"))
+
+
+def device_of(token: str) -> Session:
+    """The device a session token names, seen now and counted against its rate limit
+    (the token from the header, or from a stream's first frame)."""
     d = deps()
     session = services.authenticate_device(token, sessions=d.sessions)
     services.device_seen(session.device_id, sessions=d.sessions, store=d.store)

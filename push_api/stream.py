@@ -18,11 +18,10 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from device_registry import services
 from device_registry.sessions import Session
 from dispatcher.delivery import stream
 from dispatcher.delivery.mailbox import BROKEN, GONE
-from push_api.auth import SESSION_TOKEN_PREFIX, require_device
+from push_api.auth import SESSION_TOKEN_PREFIX, device_of, require_device
 from push_api.deps import deps
 from pushbox_core.errors import (
     DeviceNotFound,
@@ -108,11 +107,7 @@ def _first_frame_auth(socket: _Socket) -> Session:
         token = ""
     if not isinstance(token, str) or not token.startswith(SESSION_TOKEN_PREFIX):
         raise Unauthorized("no auth frame")
-    d = deps()
-    session = services.authenticate_device(token, sessions=d.sessions)
-    services.device_seen(session.device_id, sessions=d.sessions, store=d.store)
-    d.limiter.check(d.limiter.device, session.device_id)
-    return session
+    return device_of(token)
 
 
 class _Socket:

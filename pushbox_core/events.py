@@ -111,7 +111,9 @@ class Events:
                 acks=[{"notification_id": n, "device_id": d} for n, d in chunk],
             )
 
-    def campaign_finished(self, app_id: str, campaign_id: str, status: str, **counts: int) -> None:
+    def campaign_finished(
+        self, app_id: str, campaign_id: str, status: str, **counts: int | None
+    ) -> None:
         """A campaign ended (done, cancelled or failed), with its counters."""
         self.emit(CAMPAIGN_FINISHED, app_id, campaign_id=campaign_id, status=status, **counts)
 
@@ -119,15 +121,11 @@ class Events:
     def emit_now(self, event: str, app_id: str, **fields: object) -> None:
         """Publish the event and wait for its confirm: for a process about to end (a
         campaign job's forked work horse), where the background sender may not get to it."""
-        payload = json.dumps(body(event, app_id, **fields), separators=(",", ":")).encode()
-        for (key, _, _), error in self._try([(event, payload, uuid.uuid4().hex)]):
-            metrics.dependency_failed("rabbitmq")
-            log.warning("event %s not published: %s", key, error)
+        self._publish([_event(event, app_id, **fields)])
 
     def emit(self, event: str, app_id: str, **fields: object) -> None:
         """Publish the event in the background (see the module's doc)."""
-        payload = json.dumps(body(event, app_id, **fields), separators=(",", ":")).encode()
-        self._sender.submit((event, payload, uuid.uuid4().hex))
+        self._sender.submit(_event(event, app_id, **fields))
 
     def close(self) -> None:
         """Send what waits, then stop the sender."""
@@ -166,3 +164,9 @@ class Events:
         if not self._declared:
             self.rabbit.call(lambda ch: ch.exchange_declare(self.exchange, "topic", durable=True))
             self._declared = True
+
+
+def _event(event: str, app_id: str, **fields: object) -> Event:
+    """What the sender publishes: (routing key, JSON body, message id)."""
+    payload = json.dumps(body(event, app_id, **fields), separators=(",", ":")).encode()
+    return event, payload, uuid.uuid4().hex

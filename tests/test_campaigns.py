@@ -30,6 +30,7 @@ from dispatcher.bootstrap import bootstrap
 from pushbox_core.names import Names
 from pushbox_core.settings import Settings
 from scripts.launcher import processes
+from sdk_stub.events import EventListener
 from tests.conftest import api_of, namespace_of_its_own, settings_env
 from tests.support import bearer, device_session, eventually, new_app, take_all
 
@@ -325,8 +326,17 @@ def test_cancelled_before_it_starts_sends_nothing(cclient, own, cnames, rabbit, 
     device = shop.device()
     send_at = datetime.now(UTC) + timedelta(seconds=2)
     first = shop.create(send_at=send_at.isoformat())
-    r = cclient.delete(f"/v1/campaigns/{first['id']}", headers=shop.auth)
-    assert r.status_code == 200 and r.get_json()["status"] == "cancelled"
+    heard = EventListener(own.rabbitmq_url, own.namespace, ["campaign.finished"])
+    try:
+        r = cclient.delete(f"/v1/campaigns/{first['id']}", headers=shop.auth)
+        assert r.status_code == 200 and r.get_json()["status"] == "cancelled"
+        # other services hear of it, with its counters, as of a campaign that ran
+        events: list[dict] = []
+        assert eventually(lambda: events.extend(heard.take()) or events)
+    finally:
+        heard.close()
+    assert [(e["campaign_id"], e["status"]) for e in events] == [(first["id"], "cancelled")]
+    assert (events[0]["targets"], events[0]["published"], events[0]["capped"]) == (None, 0, 0)
     # a later campaign, due after the first: once it is done, the first one's time
     # had come and gone (one worker, jobs in the order they fall due)
     marker = shop.create(send_at=(send_at + timedelta(seconds=1)).isoformat())

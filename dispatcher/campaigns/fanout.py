@@ -102,7 +102,7 @@ def finished(app_id: str, campaign_id: str, status: str, *, c: Campaigns) -> Non
     job runs in a work horse that ends with it: the event goes out before."""
     try:
         got = c.store.get(app_id, campaign_id)
-        counts = {k: getattr(got, k) for k in ("targets", "published", "capped")} if got else {}
+        counts = got.counters() if got else {}
         c.dispatch.events.emit_now(
             CAMPAIGN_FINISHED, app_id, campaign_id=campaign_id, status=status, **counts
         )

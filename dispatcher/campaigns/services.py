@@ -91,8 +91,13 @@ def page(app_id: str, status: str | None, limit: int, cursor: str | None, *, c: 
 
 def cancel(app_id: str, campaign_id: str, *, c: Campaigns) -> Campaign:
     """Before it starts nothing is sent; while it runs it stops after the chunk in
-    hand (what was published stays). A finished campaign is left as it is."""
-    if c.store.cancel(app_id, campaign_id):
+    hand (what was published stays). A finished campaign is left as it is. Other
+    services hear `campaign.finished` with its counters as they stand at the cancel,
+    as they do when a campaign ends otherwise."""
+    cancelled = c.store.cancel(app_id, campaign_id)
+    if cancelled:
         c.jobs.cancel(campaign_id)
-        c.dispatch.events.campaign_finished(app_id, campaign_id, "cancelled")
-    return get(app_id, campaign_id, c=c)
+    found = get(app_id, campaign_id, c=c)
+    if cancelled:
+        c.dispatch.events.campaign_finished(app_id, campaign_id, "cancelled", **found.counters())
+    return found

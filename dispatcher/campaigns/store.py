@@ -67,6 +67,10 @@ class Campaign:
             return "queued"
         return self.stored_status
 
+    def counters(self) -> dict[str, int | None]:
+        """What `campaign.finished` tells other services of its progress."""
+        return {"targets": self.targets, "published": self.published, "capped": self.capped}
+
     def message(self) -> Message:
         """The message every device gets: the campaign's id, created when it started
         (the same for every chunk, however often one runs)."""
@@ -263,11 +267,6 @@ class CampaignStore:
                     (published, capped, last_id, campaign_id),
                 )
             return bool(n)
-
-    def cursor(self, campaign_id: str) -> int:
-        """Where the fan-out goes on from: past the last chunk counted."""
-        row = self.db.query_one("SELECT cursor_id FROM campaigns WHERE id = %s", (campaign_id,))
-        return int(row["cursor_id"]) if row else 0
 
     def finish(self, campaign_id: str) -> bool:
         """Done, unless it was cancelled meanwhile; True when this call finished it."""
