@@ -16,6 +16,20 @@ accesslog = None
 control_socket_disable = True
 
 
+# every this many seconds the worker's long-lived objects leave the garbage collector's
+# sight (pushbox_core/gc_freeze.py); 0: never
+gc_freeze_every_s = float(os.environ.get("PUSH_API_GC_FREEZE_S", "10"))
+
+
+def post_worker_init(worker):
+    """In the worker, once gevent has patched it: short collector pauses with many
+    open streams (pushbox_core/gc_freeze.py)."""
+    if gc_freeze_every_s > 0:
+        from pushbox_core.gc_freeze import Freezer
+
+        Freezer(freeze_every_s=gc_freeze_every_s).start()
+
+
 def worker_exit(server, worker):
     """A worker that stops sends what its batchers still hold (wake-ups, sync counters)
     and closes its connections (dispatcher.bootstrap.Pushbox.close)."""
