@@ -63,3 +63,26 @@ def test_young_garbage_is_collected_not_frozen():
         assert gone() is None
         """
     )
+
+
+def test_a_thaw_comes_early_when_the_frozen_objects_doubled():
+    """Closed streams' objects are frozen garbage: they must not pile up for the whole
+    THAW_EVERY_S."""
+    run(
+        """
+        import pushbox_core.gc_freeze as gc_freeze
+        gc_freeze.THAW_FLOOR = 0
+        freezer.tick()  # the first thaw: what lives now is the measure
+        kept = gc.get_freeze_count()
+        node = Node()
+        node.itself = node
+        gone = weakref.ref(node)
+        freezer.tick()
+        del node  # garbage, frozen
+        many = [Node() for _ in range(2 * kept)]  # streams opened since
+        freezer.tick()  # frozen now: more than twice the first thaw's
+        assert gone() is not None
+        freezer.tick()  # and so this one thaws, well before THAW_EVERY_S
+        assert gone() is None
+        """
+    )

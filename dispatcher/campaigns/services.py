@@ -97,7 +97,11 @@ def cancel(app_id: str, campaign_id: str, *, c: Campaigns) -> Campaign:
     cancelled = c.store.cancel(app_id, campaign_id)
     if cancelled:
         c.jobs.cancel(campaign_id)
-    found = get(app_id, campaign_id, c=c)
-    if cancelled:
-        c.dispatch.events.campaign_finished(app_id, campaign_id, "cancelled", **found.counters())
-    return found
+    found: Campaign | None = None
+    try:
+        found = get(app_id, campaign_id, c=c)
+        return found
+    finally:  # told even if reading it back failed (then without counters)
+        if cancelled:
+            counts = found.counters() if found is not None else {}
+            c.dispatch.events.campaign_finished(app_id, campaign_id, "cancelled", **counts)
