@@ -65,7 +65,7 @@ def test_young_garbage_is_collected_not_frozen():
     )
 
 
-def test_a_thaw_comes_early_when_the_frozen_objects_doubled():
+def test_a_thaw_comes_early_when_the_frozen_objects_grew_fourfold():
     """Closed streams' objects are frozen garbage: they must not pile up for the whole
     THAW_EVERY_S."""
     run(
@@ -79,8 +79,8 @@ def test_a_thaw_comes_early_when_the_frozen_objects_doubled():
         gone = weakref.ref(node)
         freezer.tick()
         del node  # garbage, frozen
-        many = [Node() for _ in range(2 * kept)]  # streams opened since
-        freezer.tick()  # frozen now: more than twice the first thaw's
+        many = [Node() for _ in range(4 * kept)]  # streams opened since
+        freezer.tick()  # frozen now: more than four times the first thaw's
         assert gone() is not None
         freezer.tick()  # and so this one thaws, well before THAW_EVERY_S
         assert gone() is None
