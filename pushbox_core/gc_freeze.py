@@ -51,7 +51,6 @@ class Freezer:
         self.thaw_every_s = thaw_every_s
         self._thawed_at = time.monotonic() - random.uniform(0, thaw_every_s)
         self._kept = 0  # objects frozen right after the last thaw
-        self._stop = threading.Event()
 
     def tick(self, now: float | None = None) -> None:
         """Freeze what lives now; first thaw and collect everything, when it is due."""
@@ -76,14 +75,12 @@ class Freezer:
         gc.freeze()
 
     def start(self) -> None:
-        """Tick in the background (a greenlet under gevent) until stop()."""
+        """Tick in the background (a greenlet under gevent) for the process's life."""
         threading.Thread(target=self._run, daemon=True, name="gc-freezer").start()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _run(self) -> None:
-        while not self._stop.wait(self.freeze_every_s):
+        while True:
+            time.sleep(self.freeze_every_s)
             try:
                 self.tick()
             except Exception:  # noqa: BLE001 - the collector must not stay frozen
