@@ -29,6 +29,7 @@ from dispatcher.delivery.mailbox import Mailbox
 from dispatcher.delivery.signals import Listener, Signals
 from dispatcher.delivery.sync import Delivery
 from dispatcher.delivery.tally import Tally
+from dispatcher.grouped_sends import GroupedSends
 from dispatcher.notifications import Notifications
 from dispatcher.platforms.wake_jobs import WakeQueue
 from dispatcher.services import Dispatch
@@ -57,6 +58,7 @@ class Pushbox:
     tally: Tally
     events: Events
     dispatch: Dispatch
+    sends: GroupedSends  # the API's single notifications, sent in groups
     delivery: Delivery
     limiter: RateLimiter
     idempotency: Idempotency
@@ -67,6 +69,7 @@ class Pushbox:
         """Stop reading mailboxes, send what waits in the batchers (the counts of the
         last acks too), then close every connection."""
         self.delivery.mailbox.close()
+        self.sends.close()
         self.tally.flush()
         self.events.close()  # after the tally: its last acks go out as events
         self.delivery.signals.close()
@@ -123,6 +126,7 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
         tally=Tally(notifications, events),
         events=events,
         dispatch=dispatch,
+        sends=GroupedSends(dispatch),
         delivery=Delivery(mailbox, signals, listener, holders, connections, keepalive),
         limiter=RateLimiter(client, names, settings),
         idempotency=Idempotency(client, names),

@@ -66,13 +66,14 @@ class Notifications(MethodView):
         """Send to one device, every device of one user, or a topic (default priority
         high: it overtakes pending promos)."""
         app = require_server_key()
-        dispatch = deps().dispatch
-        return _send_once(
-            app.id,
-            lambda resend: services.notify(
-                app.id, req.target, req.content, d=dispatch, resend_id=resend
-            ),
-        )
+        d = deps()
+
+        def send(resend: str | None) -> services.Sent:
+            if resend is None:  # a fresh id: sent with the requests running beside it
+                return d.sends.notify(app.id, req.target, req.content)
+            return services.notify(app.id, req.target, req.content, d=d.dispatch, resend_id=resend)
+
+        return _send_once(app.id, send)
 
 
 @blp.before_request

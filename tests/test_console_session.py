@@ -40,7 +40,7 @@ def test_without_an_admin_token_no_session_opens_the_console(settings):
     signed with it (as the test client signs it here) must not count."""
     with api_of(replace(settings, admin_token="")) as flask_app:
         forger = flask_app.test_client()
-        with forger.session_transaction() as forged:
+        with forger.session_transaction("/console/apps") as forged:
             forged["admin"] = True
         r = forger.get("/console/apps")
         assert r.status_code == 302 and "/console/login" in r.headers["Location"]

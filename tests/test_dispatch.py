@@ -3,7 +3,9 @@ idempotency, mandatory publishing and the stats of a notification."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pymysql
@@ -325,3 +327,41 @@ def test_rows_written_together_tell_a_taken_id_from_new_ones(client, settings, a
     assert results[0] is None and isinstance(results[1], pymysql.err.DataError)
     assert notifications.get(shop["id"], ok.id) is not None
     assert notifications.get(shop["id"], bad.id) is None
+
+
+def test_concurrent_sends_each_get_their_own_answer_and_message(
+    app, client, settings, names, rabbit_channel
+):
+    """Sends that run at once go out together (dispatcher.grouped_sends): each still
+    answers alone, across apps, and one that fails (no such device, too large) fails
+    only itself."""
+    shop, other = new_app(client, settings), new_app(client, settings)
+    mine = [register(client, shop)[1]["device_id"] for _ in range(4)]
+    theirs = register(client, other, user_id="bo")[1]["device_id"]
+    sends = [(shop, {"to": {"device_id": d}, "title": d}) for d in mine for _ in range(2)]
+    sends += [(other, {"to": {"user_id": "bo"}, "title": theirs})]
+    sends += [(shop, {"to": {"device_id": "999999999"}, "title": "nobody"})]
+    too_large = {"body": "x" * 3000, "data": {"k": "y" * 2000}}
+    sends += [(shop, {"to": {"device_id": mine[0]}, "title": mine[0], **too_large})]
+    start = threading.Barrier(len(sends))
+
+    def one(job):
+        owner, body = job
+        start.wait()
+        return send(app.test_client(), owner, "/v1/notifications", body)
+
+    with ThreadPoolExecutor(len(sends)) as pool:
+        answers = list(pool.map(one, sends))
+    assert [status for status, _ in answers] == [202] * 9 + [404, 413]
+    assert len({body["id"] for _, body in answers[:9]}) == 9
+    assert all(body["targets"] == 1 for _, body in answers[:9])
+    for device_id in [*mine, theirs]:
+        got = take_all(rabbit_channel, names, device_id)
+        expected = [
+            answer["id"]
+            for (_, body), (status, answer) in zip(sends, answers, strict=True)
+            if status == 202 and body["title"] == device_id
+        ]
+        assert len(expected) == (1 if device_id == theirs else 2)
+        assert sorted(m["id"] for m in got) == sorted(expected)
+        assert {m["title"] for m in got} == {device_id}
