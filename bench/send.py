@@ -13,6 +13,12 @@ and the `send_bound`: the most sends per second these cores could do if a send c
 healthz request plus a raw confirmed publish at 16 in flight (with the bench client's
 own CPU, which shares the machine), and that as a ratio to the ceiling.
 
+`detail.at_target`: what a send could cost the API at the target (0.5x `send_bound`, so
+twice the bound's CPU in all) once the rest of the stack is paid, counting the broker at
+what raw publishes from 16 senders (one confirm at a time each) paced at the target's
+rate cost it (`detail.raw_publish_paced_at_target_rate`) and the other parts as the
+sends cost them; beside it, what a healthz request costs the API.
+
 `send_rate_with_tokens`: right after `send_rate`, the same sends to the same devices once
 each has an APNs token (so each send also queues a wake job, and the wake worker pushes
 to the APNs stand-in meanwhile, on the same cores), beside `send_rate` of the same run
@@ -32,6 +38,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench import apns_standin, harness
@@ -146,6 +153,62 @@ def raw_paced(device_ids: Sequence[str], rate: float, n: int = PACED_PUBLISHES) 
     }
 
 
+def raw_paced_senders(
+    device_ids: Sequence[str], rate: float, n: int = PACED_PUBLISHES, senders: int = SENDERS
+) -> dict:
+    """As raw_paced, from `senders` connections each with one confirm at a time (as many
+    publishes in flight as the senders have sends), together paced at `rate`: what the
+    broker charges a message arriving as the sends' messages would at that rate."""
+    nm = harness.names()
+    exchange = nm.direct_exchange("high")
+    channels = [harness.rabbit_channel(confirm=True) for _ in range(senders)]
+    started = 0.0
+
+    def publish(k: int, ch: Any) -> None:
+        rng = random.Random(11 + k)
+        for j in range(k, n, senders):
+            time.sleep(max(0.0, started + j / rate - time.perf_counter()))
+            body, props = harness.pushbox_message("notification")
+            key = nm.device_key(rng.choice(device_ids))
+            ch.basic_publish(exchange, key, body, props, mandatory=True)
+
+    try:
+        with harness.CpuMeter() as during:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(senders) as pool:
+                list(pool.map(publish, range(senders), channels))
+            seconds = time.perf_counter() - started
+        with harness.CpuMeter() as after:
+            harness.settle_broker()
+    finally:
+        for ch in channels:
+            harness.close_channel(ch)
+    broker_s = during.seconds.get("rabbitmq", 0.0)
+    return {
+        "rate": round(n / seconds),
+        "publishes": n,
+        "senders": senders,
+        "broker_cpu_us_per_publish": round(broker_s / n * 1e6, 1),
+        "broker_cpu_us_per_publish_with_after": round(
+            (broker_s + after.seconds.get("rabbitmq", 0.0)) / n * 1e6, 1
+        ),
+    }
+
+
+def api_budget(bound: dict, send_us: dict[str, float], broker_at_target_us: float) -> dict:
+    """What a send could cost the API at the target (0.5x the bound: twice the bound's
+    CPU a send, in all) once the other parts are paid: the broker as raw publishes paced
+    at the target's rate cost it, the rest as the measured sends cost them."""
+    allowed = 2 * bound["cpu_us_healthz_plus_publish"]
+    others = {p: send_us.get(p, 0.0) for p in ("bench client", "nginx", "mysql", "redis")}
+    others["rabbitmq"] = broker_at_target_us
+    return {
+        "cpu_us_per_send_allowed": round(allowed),
+        "cpu_us_per_send_outside_api": round(sum(others.values())),
+        "api_cpu_us_per_send_left": round(allowed - sum(others.values())),
+    }
+
+
 def warm_up(device_ids: Sequence[str]) -> None:
     """One raw message into every device's high lane (see the module's docstring)."""
     nm = harness.names()
@@ -212,12 +275,24 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
         )
         cmd = harness.command("send")
         alike_us = publishing_alike.per(RAW_PUBLISHES)
-        best = send_bound(answering.per(CEILING_REQUESTS), alike_us, ceiling)
+        healthz_us = answering.per(CEILING_REQUESTS)
+        best = send_bound(healthz_us, alike_us, ceiling)
         print(
             "  bound: a healthz request + a raw publish cost"
             f" {best['cpu_us_healthz_plus_publish']:.0f} us of CPU:"
             f" at most {best['max_sends_per_s']}/s on {best['cores']} cores"
             f" ({best['max_ratio_to_ceiling']}x the ceiling)"
+        )
+        settled.append(harness.settle_broker())
+        at_target = raw_paced_senders(ids, 0.5 * best["max_sends_per_s"])
+        budget = api_budget(best, sending.per(SENDS), at_target["broker_cpu_us_per_publish"])
+        print(
+            f"  at the target's rate ({at_target['rate']}/s) a raw publish from {SENDERS}"
+            f" senders cost the broker {at_target['broker_cpu_us_per_publish']:.0f} us;"
+            f" with the send's other parts, {budget['cpu_us_per_send_outside_api']} us"
+            f" of the {budget['cpu_us_per_send_allowed']} a send may cost: the API would"
+            f" have {budget['api_cpu_us_per_send_left']} us (a healthz request cost it"
+            f" {healthz_us.get('api', 0.0):.0f})"
         )
         detail = {
             "senders": SENDERS,
@@ -232,6 +307,8 @@ def run(fleet: Fleet | None = None) -> list[Figure]:
             "send_bound": best,
             "broker_cpu_us_per_send_with_after": round(broker_us_per_send, 1),
             "raw_publish_paced_at_send_rate": paced,
+            "raw_publish_paced_at_target_rate": at_target,
+            "at_target": budget,
             "broker_settle_s": [round(x, 1) for x in settled],
         }
         return harness.record(

@@ -456,6 +456,8 @@ class Store:
         left out."""
         if kind == "device":
             values = [v for v in values if v.isascii() and v.isdigit()]
+        else:  # text MySQL can't hold (a lone surrogate) names no device: not a query error
+            values = [v for v in values if _utf8(v)]
         if not values:
             return {}
         marks = ", ".join(["%s"] * len(values))
@@ -531,3 +533,11 @@ def _insert_topics(cur, device_id: object, app_id: object, topics: list[str]) ->
             "INSERT INTO device_topics (device_id, app_id, topic) VALUES (%s, %s, %s)",
             [(device_id, app_id, t) for t in topics],
         )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+        return True
+    except UnicodeEncodeError:
+        return False

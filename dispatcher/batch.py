@@ -45,6 +45,7 @@ class Item:
 @dataclass
 class _Send:
     index: int
+    app_id: str
     message: Message
     target: Target
     devices: list[tuple[str, bool]]  # (device id, wakeable)
@@ -56,14 +57,22 @@ def notify_many(
 ) -> list[Sent | PushboxError]:
     """One result an item, in order: Sent, or the error of that item alone. An item
     given as an error (it did not parse) stays that error."""
+    return notify_apps([(app_id, item) for item in items], d=d)
+
+
+def notify_apps(
+    items: Sequence[tuple[str, Item | PushboxError]], *, d: Dispatch
+) -> list[Sent | PushboxError]:
+    """As notify_many, for items of any apps, (app id, item): still one round trip a
+    dependency for all of them (dispatcher.grouped_sends)."""
     results: list[Sent | PushboxError] = [
-        item if isinstance(item, PushboxError) else DeviceNotFound("") for item in items
+        item if isinstance(item, PushboxError) else DeviceNotFound("") for _, item in items
     ]
-    wanted = [(i, item) for i, item in enumerate(items) if isinstance(item, Item)]
-    found = _audiences(app_id, [item.target for _, item in wanted], d=d)
+    wanted = [(i, app_id, item) for i, (app_id, item) in enumerate(items) if isinstance(item, Item)]
+    found = _audiences([(app_id, item.target) for _, app_id, item in wanted], d=d)
     sends: list[_Send] = []
-    for i, item in wanted:
-        devices = found.get((item.target.kind, item.target.value or ""), [])
+    for i, app_id, item in wanted:
+        devices = found.get((app_id, item.target.kind, item.target.value or ""), [])
         if not devices:
             results[i] = DeviceNotFound(
                 f"no active device for {item.target.kind} {item.target.value!r}"
@@ -74,9 +83,9 @@ def notify_many(
         except PushboxError as e:
             results[i] = e
             continue
-        sends.append(_Send(i, message, item.target, devices, wake_mode(item.content)))
-    d.notifications.record_many(app_id, [(s.message, s.target, len(s.devices)) for s in sends])
-    outcomes = _publish(app_id, sends, d=d)
+        sends.append(_Send(i, app_id, message, item.target, devices, wake_mode(item.content)))
+    d.notifications.record_many([(s.app_id, s.message, s.target, len(s.devices)) for s in sends])
+    outcomes = _publish(sends, d=d)
     unknown, failed = [], []
     for s, error in zip(sends, outcomes, strict=True):
         if error is None:
@@ -89,25 +98,26 @@ def notify_many(
             results[s.index] = error
     _settle_rows(unknown, failed, d=d)
     sent = [s for s, error in zip(sends, outcomes, strict=True) if error is None]
-    _after(app_id, sent, d=d)
+    _after(sent, d=d)
     return results
 
 
 def _audiences(
-    app_id: str, targets: list[Target], *, d: Dispatch
-) -> dict[tuple[str, str], list[tuple[str, bool]]]:
-    """Each target's active devices: one query a kind of target."""
-    by_kind: dict[str, set[str]] = {}
-    for t in targets:
-        by_kind.setdefault(t.kind, set()).add(t.value or "")
+    targets: list[tuple[str, Target]], *, d: Dispatch
+) -> dict[tuple[str, str, str], list[tuple[str, bool]]]:
+    """Each (app, target)'s active devices, by (app id, kind, value): one query a kind
+    of target an app."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for app_id, t in targets:
+        wanted.setdefault((app_id, t.kind), set()).add(t.value or "")
     found = {}
-    for kind, values in by_kind.items():
+    for (app_id, kind), values in wanted.items():
         for value, devices in d.store.audiences(app_id, kind, sorted(values)).items():
-            found[(kind, value)] = devices
+            found[(app_id, kind, value)] = devices
     return found
 
 
-def _publish(app_id: str, sends: list[_Send], *, d: Dispatch) -> list[PushboxError | None]:
+def _publish(sends: list[_Send], *, d: Dispatch) -> list[PushboxError | None]:
     """Every message with its confirm in flight; those no queue took get their devices'
     topology back (as a single send does) and one more try."""
 
@@ -115,7 +125,7 @@ def _publish(app_id: str, sends: list[_Send], *, d: Dispatch) -> list[PushboxErr
         m = s.message
         return Outgoing(
             d.names.direct_exchange(m.priority),
-            routing_key(app_id, s.target),
+            routing_key(s.app_id, s.target),
             m.encode(),
             m.id,
             headers=m.headers(),
@@ -123,13 +133,21 @@ def _publish(app_id: str, sends: list[_Send], *, d: Dispatch) -> list[PushboxErr
         )
 
     outcomes = d.rabbit.publish_many([outgoing(s) for s in sends])
-    again = [i for i, o in enumerate(outcomes) if isinstance(o, NotDelivered)]
-    if again:
+    lost: dict[str, list[int]] = {}  # by app: the sends no queue took
+    for i, o in enumerate(outcomes):
+        if isinstance(o, NotDelivered):
+            lost.setdefault(sends[i].app_id, []).append(i)
+    again = []
+    for app_id, indexes in lost.items():
         try:
-            repair_topology(app_id, [dev for i in again for dev, _ in sends[i].devices], d=d)
-        except PushboxError as e:
+            repair_topology(app_id, [dev for i in indexes for dev, _ in sends[i].devices], d=d)
+        except PushboxError as e:  # as a single send: the repair's own error, nothing sent
             log.warning("batch: could not repair the topology: %s", e)
-            return outcomes
+            for i in indexes:
+                outcomes[i] = e
+            continue
+        again += indexes
+    if again:
         for i, o in zip(
             again, d.rabbit.publish_many([outgoing(sends[i]) for i in again]), strict=True
         ):
@@ -150,18 +168,18 @@ def _settle_rows(unknown: list[str], failed: list[str], *, d: Dispatch) -> None:
         log.warning("batch: rows of %d unsent notifications left: %s", len(failed), e)
 
 
-def _after(app_id: str, sent: list[_Send], *, d: Dispatch) -> None:
+def _after(sent: list[_Send], *, d: Dispatch) -> None:
     """Tell other services (`notification.sent`, as a single send does), wake waiting
     syncs and queue platform wakes for what was sent."""
     if not sent:
         return
     for s in sent:
-        sent_event(app_id, s.message, s.target, len(s.devices), d=d)
+        sent_event(s.app_id, s.message, s.target, len(s.devices), d=d)
     d.signals.wake_devices({device_id for s in sent for device_id, _ in s.devices})
     jobs = []
     for s in sent:
         wakeable = [device_id for device_id, has_token in s.devices if has_token]
         if wakeable and s.wake != "none":
-            jobs.append(WakeJob.of(app_id, s.message, s.wake, wakeable))
+            jobs.append(WakeJob.of(s.app_id, s.message, s.wake, wakeable))
     if jobs:
         d.wakes.request_many(jobs)

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pushbox_core.errors import PayloadTooLarge
+from pushbox_core.errors import InvalidRequest, PayloadTooLarge
 from pushbox_core.times import rfc3339
 
 PAYLOAD_MAX_BYTES = 4096
@@ -82,12 +82,26 @@ class Message:
 
 
 def payload_bytes(content: Content) -> int:
-    encoded = json.dumps(
-        {"title": content.title, "body": content.body, "data": content.data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
-    return len(encoded)
+    """The size of title, body and data in UTF-8 JSON. JSON may carry text UTF-8 can't
+    hold (a lone surrogate escaped as \\ud800): InvalidRequest, naming the field."""
+    fields = {"title": content.title, "body": content.body, "data": content.data}
+    try:
+        return len(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        for name, value in fields.items():
+            if not _utf8(value):
+                raise InvalidRequest(
+                    f"{name}: not valid Unicode text (a lone surrogate)", field=name
+                ) from None
+        raise
+
+
+def _utf8(value: object) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def build(

@@ -91,28 +91,13 @@ class Notifications:
         of the row this id already has."""
         return self._inserts(row_of(app_id, message, target, targets, state))
 
-    def record_many(self, app_id: str, sends: list[tuple[Message, Target, int]]) -> None:
-        """Rows for many new sends (fresh ids) in one multi-row INSERT, written whole or
-        not at all; state `sent` (see mark_sending_many, forget_many)."""
+    def record_many(self, sends: list[tuple[str, Message, Target, int]]) -> None:
+        """Rows for many new sends (fresh ids), (app id, message, target, targets), in
+        one multi-row INSERT, written whole or not at all; state `sent` (see
+        mark_sending_many, forget_many)."""
         if not sends:
             return
-        rows = [
-            (
-                m.id,
-                app_id,
-                m.kind,
-                t.kind,
-                t.value,
-                m.priority,
-                m.collapse_key,
-                m.ttl_s,
-                m.created_at,
-                m.expires_at,
-                targets,
-                "sent",
-            )
-            for m, t, targets in sends
-        ]
+        rows = [row_of(app_id, m, t, targets, "sent") for app_id, m, t, targets in sends]
         with self.db.connection() as conn, conn.cursor() as cur:
             cur.executemany(INSERT_ROW, rows)
 

@@ -43,14 +43,17 @@ class Batcher(Generic[I, R]):
         name: str,
         unavailable: Callable[[str], Exception],
         batch_max: int = BATCH_MAX,
+        wait_max_s: float = WAIT_MAX_S,
     ):
         """`run(items)` returns one result per item, in order: a value, or an exception
         for that item alone. An exception raised by `run` fails every item of the batch;
-        `unavailable(detail)` is what a caller gets if no answer comes at all."""
+        `unavailable(detail)` is what a caller gets if no answer comes in `wait_max_s`
+        (more than a batch can take, waiting behind the one before it included)."""
         self._run = run
         self._unavailable = unavailable
         self._name = name
         self._batch_max = batch_max
+        self._wait_max_s = wait_max_s
         self._cond = threading.Condition()
         self._items: list[tuple[I, Future | None]] = []
         self._worker: threading.Thread | None = None
@@ -62,9 +65,9 @@ class Batcher(Generic[I, R]):
         future: Future = Future()
         self._put(item, future)
         try:
-            return future.result(WAIT_MAX_S)
+            return future.result(self._wait_max_s)
         except FutureTimeout:
-            raise self._unavailable(f"{self._name}: no answer in {WAIT_MAX_S:g} s") from None
+            raise self._unavailable(f"{self._name}: no answer in {self._wait_max_s:g} s") from None
 
     def submit(self, item: I) -> None:
         """Send `item` without waiting for it (errors are logged)."""

@@ -11,8 +11,11 @@ from dataclasses import replace
 import pymysql
 import pytest
 
+from dispatcher.grouped_sends import GroupedSends
+from dispatcher.messages import Content, Target
 from push_api.app import create_app
 from pushbox_core import publisher as publisher_module
+from pushbox_core.errors import BrokerUnavailable
 from tests.support import bearer, device_session, eventually, new_app, register, take_all
 from tests.tcp_proxy import TcpProxy
 
@@ -92,6 +95,9 @@ def test_target_without_device_is_404_also_across_apps(client, settings):
         ({"to": {"user_id": "u"}, "priority": "urgent"}, 422, "priority"),
         ({"to": {"user_id": "u"}, "data": "not an object"}, 422, "data"),
         ({"to": {"user_id": "u"}, "body": "x" * 3000, "data": {"k": "y" * 2000}}, 413, "bytes"),
+        ({"to": {"user_id": "u"}, "title": "\ud800"}, 422, "title"),
+        ({"to": {"user_id": "u"}, "data": {"k": ["\udfff"]}}, 422, "data"),
+        ({"to": {"user_id": "\ud800"}}, 404, "no active device"),
     ],
 )
 def test_bad_sends_are_refused_with_the_reason(client, settings, body, status, field):
@@ -365,3 +371,25 @@ def test_concurrent_sends_each_get_their_own_answer_and_message(
         assert len(expected) == (1 if device_id == theirs else 2)
         assert sorted(m["id"] for m in got) == sorted(expected)
         assert {m["title"] for m in got} == {device_id}
+
+
+def test_a_send_that_waited_too_long_for_its_turn_is_not_sent(
+    app, client, settings, names, rabbit_channel
+):
+    """A send queued behind slow groups past its limit answers 503 with nothing
+    written, rather than going out after its caller stopped waiting."""
+    shop = new_app(client, settings)
+    device_id = register(client, shop)[1]["device_id"]
+    d = app.extensions["pushbox"]
+    sends = GroupedSends(d.dispatch, queued_max_s=0.0)  # every send has waited too long
+    try:
+        with pytest.raises(BrokerUnavailable) as refused:
+            sends.notify(shop["id"], Target("device", device_id), Content(title="late"))
+        assert "took over 0 s" in str(refused.value.detail or refused.value)
+    finally:
+        sends.close()
+    assert take_all(rabbit_channel, names, device_id) == []
+    rows = d.db.query_one(
+        "SELECT COUNT(*) AS n FROM notifications WHERE app_id = %s", (shop["id"],)
+    )
+    assert rows["n"] == 0
