@@ -101,7 +101,7 @@ def bootstrap(settings: Settings, *, role: str = "api", instance: str | None = N
     caps = Caps(client, names)
     sessions = Sessions(client, names, settings.session_ttl_s)
     holders, connections = Holders(client, names), Connections(client, names)
-    keepalive = KeepAlive(client, SharedPipeline(client, name="stream-keepalive"), names, sessions)
+    keepalive = KeepAlive(SharedPipeline(client, name="stream-keepalive"), names, sessions)
     dispatch = Dispatch(
         store,
         notifications,

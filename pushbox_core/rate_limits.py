@@ -13,7 +13,7 @@ import redis
 
 from pushbox_core.errors import RateLimited
 from pushbox_core.names import Names
-from pushbox_core.redis_client import SharedPipeline, redis_errors
+from pushbox_core.redis_client import SharedPipeline
 from pushbox_core.settings import Settings
 
 TAKE_TOKEN = """
@@ -48,9 +48,8 @@ class RateLimiter:
         self.server_key = Limit("server key", s.rate_server_key_per_s, s.rate_server_key_burst)
         # calls without credentials (registration, sessions), by client address
         self.address = Limit("address", s.rate_registration_per_s, s.rate_registration_burst)
-        self._client = client
         self._pipeline = SharedPipeline(client, name="rate-limits")
-        self._sha = client.register_script(TAKE_TOKEN).sha
+        self._sha = self._pipeline.script(TAKE_TOKEN)
 
     def close(self) -> None:
         self._pipeline.close()
@@ -58,16 +57,7 @@ class RateLimiter:
     def check(self, limit: Limit, who: str) -> None:
         """Take one token for `who`, or raise RateLimited with the wait in seconds."""
         key = self.names.rate_key(limit.kind, who)
-
-        def take() -> float:
-            return float(self._pipeline("EVALSHA", self._sha, 1, key, limit.per_s, limit.burst))
-
-        with redis_errors():
-            try:
-                wait_s = take()
-            except redis.exceptions.NoScriptError:  # a restarted Redis: load it again
-                self._sha = str(self._client.script_load(TAKE_TOKEN))
-                wait_s = take()
+        wait_s = float(self._pipeline("EVALSHA", self._sha, 1, key, limit.per_s, limit.burst))
         if wait_s > 0:
             raise RateLimited(
                 f"rate limit exceeded: {limit.per_s:g} requests/s per {limit.kind}",

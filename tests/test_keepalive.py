@@ -9,7 +9,7 @@ import threading
 import pytest
 import redis
 
-from dispatcher.delivery.keepalive import KeepAlive
+from dispatcher.delivery.keepalive import KEEP, KeepAlive
 from pushbox_core.redis_client import SharedPipeline
 
 
@@ -74,11 +74,10 @@ def test_a_renewal_works_again_after_redis_forgot_its_script(pushbox, names):
     device_id = f"keepalive-{secrets.token_hex(4)}"
     mine, _ = d.holders.claim(device_id, "api-one")
     # as after a restarted Redis: a script it does not know (not SCRIPT FLUSH, which
-    # would reach every other user of this Redis)
-    keepalive = KeepAlive(
-        pushbox.redis, SharedPipeline(pushbox.redis, name="test-keepalive"), names, pushbox.sessions
-    )
-    keepalive._sha = "0" * 40
+    # would reach every other user of this Redis): the same script with a comment of its own
+    pipeline = SharedPipeline(pushbox.redis, name="test-keepalive")
+    keepalive = KeepAlive(pipeline, names, pushbox.sessions)
+    keepalive._sha = pipeline.script(f"{KEEP}\n-- {secrets.token_hex(8)}")
     try:
         kept = keepalive.renew(device_id, mine, 40)
     finally:
@@ -140,3 +139,23 @@ def test_one_round_trip_answers_each_caller_on_its_own(pushbox, names):
     assert answers[0] == [True, "1"]
     assert isinstance(answers[1], redis.ResponseError)
     assert answers[2] == ["2"]
+
+
+def test_a_script_redis_does_not_know_is_loaded_and_only_its_commands_run_again(pushbox, names):
+    """As after a restarted Redis: EVALSHA of a script it does not know is answered
+    NOSCRIPT; the pipeline loads the script and runs those commands again, in order,
+    and nothing else twice."""
+    pipeline = SharedPipeline(pushbox.redis, name="test-pipeline")
+    key = f"{names.redis_prefix}:test-pipeline:{secrets.token_hex(4)}"
+    sha = pipeline.script(f"return redis.call('INCR', KEYS[1]) -- {secrets.token_hex(8)}")
+    try:
+        answers = pipeline._run(
+            [
+                (("EVALSHA", sha, 1, f"{key}:n"), ("INCR", f"{key}:plain")),
+                (("EVALSHA", sha, 1, f"{key}:n"),),
+            ]
+        )
+    finally:
+        pipeline.close()
+        pushbox.redis.delete(f"{key}:n", f"{key}:plain")
+    assert answers == [[1, 1], [2]]

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
-
 from device_registry.sessions import Sessions
 from dispatcher.delivery.connections import GRACE_S, new_mark
 from dispatcher.delivery.holders import Holders
 from pushbox_core.names import Names
-from pushbox_core.redis_client import SharedPipeline, redis_errors
+from pushbox_core.redis_client import SharedPipeline
 
 # while KEYS[1] (the holder) is ARGV[1] (the stream's claim): keep it ARGV[2] s more and
 # set KEYS[2] (connected) to ARGV[3] for ARGV[4] s; 1. Otherwise nothing, and 0.
@@ -39,14 +37,11 @@ class Kept:
 
 
 class KeepAlive:
-    def __init__(
-        self, client: redis.Redis, pipeline: SharedPipeline, names: Names, sessions: Sessions
-    ):
-        self._client = client
+    def __init__(self, pipeline: SharedPipeline, names: Names, sessions: Sessions):
         self._pipeline = pipeline
         self._names = names
         self._sessions = sessions
-        self._sha = client.register_script(KEEP).sha
+        self._sha = pipeline.script(KEEP)
 
     def renew(self, device_id: str, claim: str, seconds: float) -> Kept:
         """Keep the stream's claim and mark the device connected for `seconds` (+ grace)
@@ -64,17 +59,9 @@ class KeepAlive:
             mark,
             int(seconds) + GRACE_S,
         )
-        try:
-            replies = self._pipeline.several([keep, *self._sessions.seen_commands(device_id)])
-            holding = bool(replies[0])
-            activity_due = self._sessions.activity_due(replies[1:])
-        except redis.exceptions.NoScriptError:  # a restarted Redis: load it again
-            # the other commands ran; whether this was the activity's first mark in a
-            # while is unknown, and one write too many to MySQL is harmless
-            with redis_errors():
-                self._sha = str(self._client.script_load(KEEP))
-            holding = bool(self._pipeline(keep[0], self._sha, *keep[2:]))
-            activity_due = True
+        replies = self._pipeline.several([keep, *self._sessions.seen_commands(device_id)])
+        holding = bool(replies[0])
+        activity_due = self._sessions.activity_due(replies[1:])
         return Kept(holding=holding, mark=mark if holding else None, activity_due=activity_due)
 
     def close(self) -> None:
